@@ -6,9 +6,10 @@ Docs: https://github.com/stargan-v2-course/stargan_v2/data.html.md"""
 
 # %% auto #0
 __all__ = ['IMG_EXTS', 'DATASETS', 'DataError', 'find_images', 'domain_names', 'BadImageError', 'load_rgb', 'DomainFolder',
-           'augment', 'plan_train_batch', 'StarGANLoader', 'data_root', 'get_dls', 'fixed_batch']
+           'augment', 'plan_train_batch', 'StarGANLoader', 'data_root', 'get_dls', 'fixed_batch', 'download_dataset',
+           'download_afhq', 'download_afhq_v2', 'download_celeba_hq', 'DatasetReport', 'check_dataset', 'cli_data']
 
-# %% ../nbs/04a_data.ipynb #c720e152
+# %% ../nbs/04a_data.ipynb #66acdfa1
 import argparse, math, os, shutil, sys, warnings, zipfile
 from collections import Counter
 from pathlib import Path
@@ -21,7 +22,7 @@ from fastai.data.core import DataLoaders
 from .core import Config, cache_dir, default_device, download_url, DownloadError
 from .shapes import make_shapes, shapes_path
 
-# %% ../nbs/04a_data.ipynb #ccd71843
+# %% ../nbs/04a_data.ipynb #4fd012ba
 IMG_EXTS = ('.png', '.jpg', '.jpeg')
 
 class DataError(ValueError):
@@ -34,7 +35,7 @@ def find_images(folder) -> list:
 def _layout_hint(root) -> str:
     return f"Expected {root}/train/<domain>/*.png|jpg and {root}/val/<domain>/… (one sub-folder per domain, as in AFHQ)."
 
-# %% ../nbs/04a_data.ipynb #d58d3884
+# %% ../nbs/04a_data.ipynb #19e9ceeb
 def domain_names(root, split:str='train') -> list:
     "Sorted domain (sub-folder) names of `root/split`; their positions are the labels."
     root = Path(root)
@@ -50,7 +51,7 @@ def domain_names(root, split:str='train') -> list:
                         f"so it needs at least two sub-folders. {_layout_hint(root)}")
     return names
 
-# %% ../nbs/04a_data.ipynb #995673b3
+# %% ../nbs/04a_data.ipynb #bdf060a3
 class BadImageError(DataError):
     "An image file cannot be read."
 
@@ -69,7 +70,7 @@ def load_rgb(path) -> Image.Image:
         raise BadImageError(f"Cannot read image {path}: {e}. Delete or replace the file "
                             f"(`stargan_v2 data check ROOT` lists every unreadable file).") from e
 
-# %% ../nbs/04a_data.ipynb #f24ef86e
+# %% ../nbs/04a_data.ipynb #0186ca1d
 class DomainFolder(torch.utils.data.Dataset):
     "The images of one split of `root/{split}/<domain>/*`, grouped by domain (labels = sorted folder order)."
     def __init__(self, root, split:str='train', img_size:int=256, on_bad:str='skip', cache:bool|None=None):
@@ -89,7 +90,7 @@ class DomainFolder(torch.utils.data.Dataset):
     def __repr__(self): return (f"DomainFolder({self.root/self.split}: " +
                                 ', '.join(f'{d}={n}' for d, n in zip(self.domains, self.counts)) + ')')
 
-# %% ../nbs/04a_data.ipynb #909695bf
+# %% ../nbs/04a_data.ipynb #d0cafa78
 def _load(self:DomainFolder, i:int) -> Image.Image:
     "The RGB image `i`, or (on_bad='skip') the next readable image of the same domain."
     y = self.labels[i]
@@ -110,7 +111,7 @@ def _load(self:DomainFolder, i:int) -> Image.Image:
     raise DataError(f"No readable image in {self.root/self.split/self.domains[y]}. Replace the files there.")
 DomainFolder.load = _load
 
-# %% ../nbs/04a_data.ipynb #a71575a5
+# %% ../nbs/04a_data.ipynb #74e5a0c7
 def _crop_box(w:int, h:int, g:torch.Generator, scale=(0.8, 1.0), ratio=(0.9, 1.1)):
     "Random (top, left, height, width) covering `scale` of the area with aspect in `ratio` (RandomResizedCrop's rule)."
     u = lambda lo, hi: lo + (hi - lo) * torch.rand((), generator=g).item()
@@ -136,7 +137,7 @@ def augment(im:Image.Image,       # an RGB image
     if seed is not None and torch.rand((), generator=g).item() < 0.5: im = TF.hflip(im)
     return TF.to_tensor(im) * 2 - 1
 
-# %% ../nbs/04a_data.ipynb #7f361507
+# %% ../nbs/04a_data.ipynb #bb992eec
 def _draw_in_domain(ds:DomainFolder, y:Tensor, g=None) -> Tensor:
     "One random file index inside each domain of `y`."
     starts, counts = torch.tensor(ds.starts), torch.tensor(ds.counts)
@@ -159,7 +160,7 @@ def plan_train_batch(ds:DomainFolder, bs:int, latent_dim:int, g=None) -> list:
     z, z2 = torch.randn(bs, latent_dim, generator=g), torch.randn(bs, latent_dim, generator=g)
     return [(int(i_src[k]), int(i_ref[k]), int(i_ref2[k]), int(y_trg[k]), seeds[k].tolist(), z[k], z2[k]) for k in range(bs)]
 
-# %% ../nbs/04a_data.ipynb #2ec38b1f
+# %% ../nbs/04a_data.ipynb #e586c596
 class _PlanSet(torch.utils.data.Dataset):
     "Turns one sample plan into tensors (x_src, y_src, x_ref, x_ref2, y_trg, z_trg, z_trg2)."
     def __init__(self, ds:DomainFolder, size:int, crop_prob:float, train:bool):
@@ -172,7 +173,7 @@ class _PlanSet(torch.utils.data.Dataset):
     def batch(self, plans:list) -> tuple:
         return tuple(torch.stack(v) for v in zip(*[self[p] for p in plans]))
 
-# %% ../nbs/04a_data.ipynb #8bbac7d5
+# %% ../nbs/04a_data.ipynb #5a9e444c
 class StarGANLoader:
     "Yields StarGAN v2 batches (x_src, y_src, x_ref, x_ref2, y_trg, z_trg, z_trg2) on `device`; usable in fastai `DataLoaders`."
     n_inp = 7
@@ -192,7 +193,7 @@ class StarGANLoader:
     def one_batch(self) -> tuple: return next(iter(self))
     def __repr__(self): return f"StarGANLoader({'train' if self.train else 'valid'}, bs={self.bs}, {len(self)} batches, {self.dataset})"
 
-# %% ../nbs/04a_data.ipynb #9f6bc869
+# %% ../nbs/04a_data.ipynb #57cdb014
 def _valid_plans(ds:DomainFolder, latent_dim:int, seed:int) -> list:
     "Every image once as a source (domains interleaved), with seeded references and z's."
     g = torch.Generator().manual_seed(seed)
@@ -214,7 +215,7 @@ def _iter(self:StarGANLoader):
     for b in batches: yield tuple(t.to(self.device, non_blocking=True) for t in b)
 StarGANLoader.__iter__ = _iter
 
-# %% ../nbs/04a_data.ipynb #4006b180
+# %% ../nbs/04a_data.ipynb #f2979e97
 DATASETS = {  # name -> official download URL (section 10 of the fact sheet)
     'afhq':      'https://www.dropbox.com/s/t9l9o3vsx2jai3z/afhq.zip?dl=0',
     'afhq_v2':   'https://www.dropbox.com/s/vkzjokiwof5h8w6/afhq_v2.zip?dl=0',
@@ -232,7 +233,7 @@ def data_root(data:str, cache=None) -> Path:
         return p
     return Path(data).expanduser()
 
-# %% ../nbs/04a_data.ipynb #79b71820
+# %% ../nbs/04a_data.ipynb #d9d535f0
 def get_dls(cfg:Config,                # the run's configuration (img_size, num_domains, batch sizes, latent_dim, data)
             root=None,                 # dataset folder; None: the one named by cfg.data
             bs:int|None=None,          # train batch size; None: cfg.batch_size
@@ -256,10 +257,133 @@ def get_dls(cfg:Config,                # the run's configuration (img_size, num_
     dls.domains = tr.domains
     return dls
 
-# %% ../nbs/04a_data.ipynb #9498a4ee
+# %% ../nbs/04a_data.ipynb #4b05928c
 def fixed_batch(dls:DataLoaders, n:int|None=None) -> tuple:
     "A fixed validation batch (x_src, y_src, x_ref, y_ref) for sample grids: the same on every call."
     v = dls.valid
     b = v.pset.batch(v.plans[:n or v.bs])
     x_src, y_src, x_ref, _, y_ref = (t.to(dls.device) for t in b[:5])
     return x_src, y_src, x_ref, y_ref
+
+# %% ../nbs/04a_data.ipynb #6191d15d
+def _safe_extract(zf:zipfile.ZipFile, dest:Path):
+    "Extract `zf` into `dest`, refusing members that would land outside it."
+    dest = dest.resolve()
+    for m in zf.infolist():
+        if not (dest/m.filename).resolve().is_relative_to(dest):
+            raise DataError(f"Refusing to extract {m.filename!r}: it points outside {dest}. The zip file is not a dataset zip.")
+    zf.extractall(dest)
+
+def _find_split_root(folder:Path) -> Path:
+    "The folder below `folder` that contains a `train/` sub-folder."
+    cands = sorted((p.parent for p in folder.rglob('train') if p.is_dir()), key=lambda p: len(p.parts))
+    if not cands: raise DataError(f"The downloaded archive has no train/ folder (looked in {folder}). Is it the right file?")
+    return cands[0]
+
+# %% ../nbs/04a_data.ipynb #824b72c7
+def download_dataset(name:str,             # 'afhq', 'afhq_v2' or 'celeba_hq'
+                     cache=None,           # folder to put <name>.zip and <name>/ in; None: cache_dir('data')
+                     url:str|None=None,    # override the official URL (a mirror, or a local file:// zip)
+                     keep_zip:bool=True,   # keep the zip after extracting
+                    ) -> Path:             # the dataset folder, laid out as <name>/{train,val}/<domain>/
+    "Download and unpack one of the paper's datasets into the cache (skipped when already there)."
+    if name not in DATASETS: raise ValueError(f"Unknown dataset {name!r}; choose one of {tuple(DATASETS)}.")
+    cache = Path(cache) if cache else cache_dir('data')
+    target = cache/name
+    if (target/'train').is_dir(): return target
+    zpath = download_url(url or DATASETS[name], cache/f'{name}.zip')
+    tmp = cache/f'.{name}.extracting'
+    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
+    try:
+        try:
+            with zipfile.ZipFile(zpath) as zf: _safe_extract(zf, tmp)
+        except zipfile.BadZipFile as e:
+            raise DataError(f"{zpath} is not a valid zip ({e}); delete it and download again.") from e
+        src = _find_split_root(tmp)
+        if not (src/'val').is_dir() and (src/'test').is_dir(): (src/'test').rename(src/'val')
+        os.replace(src, target)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+    if not keep_zip: zpath.unlink()
+    return target
+
+def download_afhq(cache=None, url=None) -> Path:      return download_dataset('afhq', cache, url)
+def download_afhq_v2(cache=None, url=None) -> Path:   return download_dataset('afhq_v2', cache, url)
+def download_celeba_hq(cache=None, url=None) -> Path: return download_dataset('celeba_hq', cache, url)
+
+# %% ../nbs/04a_data.ipynb #513729a4
+class DatasetReport:
+    "What `check_dataset` found: domains, counts per split, sizes, modes and problems (each naming a file or folder)."
+    def __init__(self, root): self.root, self.domains, self.counts, self.sizes, self.modes, self.problems = Path(root), [], {}, Counter(), Counter(), []
+    @property
+    def ok(self) -> bool: return not self.problems
+    def __str__(self):
+        lines = [f"Dataset {self.root}", f"  domains ({len(self.domains)}): {', '.join(self.domains) or '-'}"]
+        for split, c in self.counts.items(): lines.append(f"  {split:5s}: " + ', '.join(f'{d}={n}' for d, n in c.items()) + f"  (total {sum(c.values())})")
+        if self.sizes:
+            (w, h), n = self.sizes.most_common(1)[0]
+            ws, hs = [s[0] for s in self.sizes], [s[1] for s in self.sizes]
+            lines.append(f"  sizes: {len(self.sizes)} distinct, most common {w}×{h} ({n}), min {min(ws)}×{min(hs)}, max {max(ws)}×{max(hs)}")
+            lines.append("  modes: " + ', '.join(f'{m}={n}' for m, n in self.modes.most_common()))
+        lines.append(f"  problems ({len(self.problems)}):" if self.problems else "  no problems found")
+        lines += [f"    - {p}" for p in self.problems[:30]] + ([f"    … and {len(self.problems) - 30} more"] if len(self.problems) > 30 else [])
+        return '\n'.join(lines)
+    __repr__ = __str__
+
+# %% ../nbs/04a_data.ipynb #63bf4593
+def _check_image(path:Path, img_size, rep:DatasetReport):
+    try:
+        with Image.open(path) as im: im.load(); size, mode = im.size, im.mode
+    except Exception as e:
+        rep.problems.append(f"unreadable image {path}: {e}. Delete or replace it (training skips it with a warning)."); return
+    rep.sizes[size] += 1; rep.modes[mode] += 1
+    if img_size and min(size) < img_size:
+        rep.problems.append(f"{path} is {size[0]}×{size[1]}, smaller than the training size {img_size}: it would be upscaled. Remove it or lower img_size.")
+
+def check_dataset(root,                   # dataset folder, laid out as root/{train,val}/<domain>/
+                  img_size:int|None=None, # training size: smaller images are reported
+                 ) -> DatasetReport:
+    "Open every image of `root` and report domains, counts per split, sizes, colour modes and problems."
+    rep = DatasetReport(root)
+    for split in ('train', 'val'):
+        try: doms = domain_names(root, split)
+        except DataError as e: rep.problems.append(str(e)); continue
+        if split == 'train': rep.domains = doms
+        elif rep.domains and doms != rep.domains: rep.problems.append(f"{Path(root)/'val'} has domains {doms} but train has {rep.domains}; make them the same.")
+        rep.counts[split] = {}
+        for d in doms:
+            fs = find_images(Path(root)/split/d)
+            rep.counts[split][d] = len(fs)
+            if not fs: rep.problems.append(f"empty domain folder {Path(root)/split/d}: add images (png/jpg/jpeg) or remove it.")
+            for f in fs: _check_image(f, img_size, rep)
+    if (n := sum(v for m, v in rep.modes.items() if m != 'RGB')): print(f"note: {n} images are not RGB ({dict(rep.modes)}); they are converted when loaded.")
+    return rep
+
+# %% ../nbs/04a_data.ipynb #a4154706
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='stargan_v2 data', description='Make, check or download a dataset of domain folders.')
+    sub = p.add_subparsers(dest='cmd', required=True, metavar='{shapes,check,download}')
+    s = sub.add_parser('shapes', help='generate the Shapes dataset')
+    s.add_argument('--out', default=None, help="output folder (default: the cache's shapes/)")
+    s.add_argument('--seed', type=int, default=0); s.add_argument('--n-train', type=int, default=500)
+    s.add_argument('--n-val', type=int, default=100); s.add_argument('--size', type=int, default=64)
+    c = sub.add_parser('check', help='summarise a dataset folder and list its problems')
+    c.add_argument('root'); c.add_argument('--img-size', type=int, default=None, help='report images smaller than this')
+    d = sub.add_parser('download', help='download AFHQ, AFHQ v2 or CelebA-HQ into the cache')
+    d.add_argument('name', choices=tuple(DATASETS)); d.add_argument('--cache', default=None, help='folder (default: the cache)')
+    d.add_argument('--url', default=None, help='a mirror or a local file:// zip instead of the official URL')
+    return p
+
+# %% ../nbs/04a_data.ipynb #3eeb1025
+def cli_data(argv:list|None=None) -> int:
+    "`stargan_v2 data {shapes,check,download}`."
+    a = _parser().parse_args(argv)
+    try:
+        if a.cmd == 'shapes':
+            out = Path(a.out) if a.out else cache_dir('shapes')
+            df = make_shapes(out, a.n_train, a.n_val, size=a.size, seed=a.seed)
+            print(f"Wrote {len(df)} images and metadata.csv to {out}"); return 0
+        if a.cmd == 'check':
+            rep = check_dataset(a.root, a.img_size); print(rep); return 0 if rep.ok else 1
+        root = download_dataset(a.name, a.cache, a.url); print(f"{a.name} is ready in {root}"); return 0
+    except (DataError, DownloadError) as e:
+        print(f"stargan_v2 data: {e}", file=sys.stderr); return 1
