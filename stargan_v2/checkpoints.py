@@ -8,7 +8,7 @@ Docs: https://github.com/stargan-v2-course/stargan_v2/checkpoints.html.md"""
 __all__ = ['NET_NAMES', 'save_nets', 'save_optims', 'UnsafeCheckpointError', 'safe_load', 'infer_config', 'CheckpointMismatch',
            'load_nets', 'load_optims', 'latest_checkpoint', 'load_nets_ema']
 
-# %% ../nbs/02c_checkpoints.ipynb #9c2a3471
+# %% ../nbs/02c_checkpoints.ipynb #a51bd81e
 import json, math, pickle, re, warnings
 from pathlib import Path
 import torch
@@ -18,7 +18,7 @@ from .models import Nets, Generator, MappingNetwork, StyleEncoder, Discriminator
 from .layers import HighPass
 from .fan import FAN, load_fan
 
-# %% ../nbs/02c_checkpoints.ipynb #c7931f11
+# %% ../nbs/02c_checkpoints.ipynb #969ad5c7
 NET_NAMES = ('generator', 'mapping_network', 'style_encoder', 'discriminator')
 
 def save_nets(nets:Nets, path) -> Path:
@@ -30,7 +30,7 @@ def save_optims(optims:dict, path) -> Path:
     "Write `{name: optimizer.state_dict()}` (the official `_optims.ckpt` layout), atomically."
     return atomic_save({n: o.state_dict() for n, o in optims.items()}, path)
 
-# %% ../nbs/02c_checkpoints.ipynb #8dae8d1c
+# %% ../nbs/02c_checkpoints.ipynb #d176856b
 class UnsafeCheckpointError(RuntimeError):
     "The file holds Python objects other than tensors and plain containers; it was not loaded."
 
@@ -45,7 +45,7 @@ def safe_load(path, map_location='cpu'):
             f"which weights_only=True loading does not execute. Official StarGAN v2 checkpoints never do; do not load "
             f"this file unless you trust its source.\n(detail: {str(e).splitlines()[0]})") from None
 
-# %% ../nbs/02c_checkpoints.ipynb #6de9e6b0
+# %% ../nbs/02c_checkpoints.ipynb #e9fd6396
 _CFG_KEYS = ('img_size', 'num_domains', 'style_dim', 'latent_dim', 'hidden_dim', 'w_hpf', 'dim_in', 'max_conv_dim')
 
 def _strip(sd:dict) -> dict:
@@ -63,7 +63,7 @@ def _max_idx(sd:dict, prefix:str) -> int:
 def _widest(sd:dict) -> int:
     return max(v.shape[0] for k, v in sd.items() if k.endswith('weight') and v.dim() == 4)
 
-# %% ../nbs/02c_checkpoints.ipynb #131a4129
+# %% ../nbs/02c_checkpoints.ipynb #e3b8e7ce
 def infer_config(ckpt) -> dict:
     "What the shapes in a checkpoint (path or `{name: state_dict}`) say about the configuration that made it."
     d = ckpt if isinstance(ckpt, dict) else safe_load(ckpt)
@@ -82,7 +82,8 @@ def infer_config(ckpt) -> dict:
     if G:
         out.setdefault('style_dim', G['decode.0.norm1.fc.weight'].shape[1])
         stages = _blocks(G, 'encode.') - 2
-        if 'hpf.filter' in G: out['w_hpf'] = round(8. / float(G['hpf.filter'][1, 1]), 6)
+        centre = float(G['hpf.filter'][1, 1]) if 'hpf.filter' in G and G['hpf.filter'].device.type != 'meta' else 0.
+        if centre > 0 and math.isfinite(centre): out['w_hpf'] = round(8. / centre, 6)
         elif 'img_size' in out: out['w_hpf'] = 1. if stages == int(math.log2(out['img_size'])) - 3 else 0.
         else: out['w_hpf'] = 0.
         out.setdefault('img_size', 2 ** (stages + 4 - (1 if out['w_hpf'] > 0 else 0)))
@@ -94,7 +95,7 @@ def infer_config(ckpt) -> dict:
     out['networks'] = [n for n in NET_NAMES + ('fan',) if n in d]
     return out
 
-# %% ../nbs/02c_checkpoints.ipynb #15dcd588
+# %% ../nbs/02c_checkpoints.ipynb #c985f71c
 def _meta_nets_sd(cfg:Config, with_d:bool=True) -> dict:
     "`{name: state_dict}` of the nets `cfg` describes, built on the meta device (shapes only)."
     with torch.device('meta'):
@@ -106,7 +107,7 @@ def _meta_nets_sd(cfg:Config, with_d:bool=True) -> dict:
     if cfg.w_hpf > 0: sd['generator']['hpf.filter'] = HighPass(cfg.w_hpf).filter   # a real value (meta has none)
     return sd
 
-# %% ../nbs/02c_checkpoints.ipynb #2f218eeb
+# %% ../nbs/02c_checkpoints.ipynb #3d8a8d85
 class CheckpointMismatch(RuntimeError):
     "A checkpoint does not fit the networks it is loaded into; the message says which net, keys, shapes and config."
 
@@ -124,7 +125,7 @@ def _describe(c:dict) -> str:
         if c.get('num_domains') == 2 and c.get('w_hpf', 0) > 0: s += ' (like Config.celeba_hq())'
     return s
 
-# %% ../nbs/02c_checkpoints.ipynb #cd469d9c
+# %% ../nbs/02c_checkpoints.ipynb #673fe916
 def _check_net(name:str, sd:dict, module:nn.Module) -> list:
     "Missing / unexpected keys and shape mismatches between a state dict and a module, as message lines."
     own = module.state_dict()
@@ -143,7 +144,7 @@ def _fix_quirks(name:str, sd:dict, module:nn.Module) -> dict:
         sd = {**sd, 'hpf.filter': module.hpf.filter.detach().clone()}
     return sd
 
-# %% ../nbs/02c_checkpoints.ipynb #cd5e5f41
+# %% ../nbs/02c_checkpoints.ipynb #0b57e472
 def load_nets(ckpt,               # path of a `_nets.ckpt`/`_nets_ema.ckpt` file, or the loaded dict
               nets:Nets,          # networks to load into (None entries are skipped)
               strict:bool=True,   # every present network must be in the file and fit exactly
@@ -182,7 +183,7 @@ def load_nets(ckpt,               # path of a `_nets.ckpt`/`_nets_ema.ckpt` file
         if module is not None and name in d: module.load_state_dict(_fix_quirks(name, d[name], module), strict=strict)
     return nets
 
-# %% ../nbs/02c_checkpoints.ipynb #a4dd686d
+# %% ../nbs/02c_checkpoints.ipynb #d5bcde22
 def load_optims(ckpt, optims:dict, map_location='cpu') -> dict:
     "Load `{name: optimizer_state}` from an official `_optims.ckpt` into `optims` (same names); errors name the net."
     d = ckpt if isinstance(ckpt, dict) else safe_load(ckpt, map_location)
@@ -193,7 +194,7 @@ def load_optims(ckpt, optims:dict, map_location='cpu') -> dict:
         except (ValueError, KeyError) as e: raise CheckpointMismatch(f"optimiser '{n}': {e}") from None
     return optims
 
-# %% ../nbs/02c_checkpoints.ipynb #de4cc862
+# %% ../nbs/02c_checkpoints.ipynb #cd2ffe08
 def latest_checkpoint(path, kind:str='nets_ema') -> Path:
     "The `{step:06d}_{kind}.ckpt` with the highest step in `path` (a file, a checkpoints folder or a run folder)."
     p = Path(path)
@@ -213,7 +214,7 @@ def _config_for(f:Path, d:dict, cfg:Config|None) -> Config:
         if all(getattr(preset, k) == v for k, v in inf.items()): return preset
     return Config(name='inferred', data='shapes' if inf.get('img_size', 256) <= 64 else 'afhq').replace(**inf)
 
-# %% ../nbs/02c_checkpoints.ipynb #9e9e9c43
+# %% ../nbs/02c_checkpoints.ipynb #e0f41b16
 def load_nets_ema(path,                 # `*_nets_ema.ckpt`, a checkpoints folder or a run folder
                   cfg:Config|None=None, # the configuration; None: config.json, else inferred
                   fan:nn.Module|None=None, # FAN for w_hpf>0; None: the file's, else the cached wing.ckpt
