@@ -10,7 +10,7 @@ __all__ = ['INCEPTION_WEIGHTS', 'IMG_EXTS', 'frechet_distance', 'activation_stat
            'inception_features', 'list_images', 'load_images', 'extract_features', 'folder_stats', 'load_lpips',
            'lpips_feats', 'lpips_from_feats', 'lpips_diversity']
 
-# %% ../nbs/08_metrics.ipynb #4e643a72
+# %% ../nbs/08_metrics.ipynb #d377fe14
 import hashlib, itertools, warnings
 from pathlib import Path
 import numpy as np
@@ -21,7 +21,7 @@ from torch import nn, Tensor
 from PIL import Image
 from .core import cache_dir, download_url, to_uint8
 
-# %% ../nbs/08_metrics.ipynb #514db80f
+# %% ../nbs/08_metrics.ipynb #15781d3c
 def _sqrtm(a):
     "scipy's matrix square root, without its warning on singular input (we check the result instead)."
     with warnings.catch_warnings():
@@ -41,7 +41,7 @@ def _trace_sqrt_product(sigma1, sigma2, eps:float=1e-6) -> float:
         covmean = covmean.real
     return float(np.trace(covmean))
 
-# %% ../nbs/08_metrics.ipynb #2cb86139
+# %% ../nbs/08_metrics.ipynb #3ff5ed94
 def _trace_sqrt_product_eigh(sigma1, sigma2) -> float:
     "Tr((Σ1Σ2)^½) as Σ√λ of the symmetric PSD matrix Σ1^½ Σ2 Σ1^½ (never complex)."
     w, v = np.linalg.eigh(sigma1)
@@ -49,7 +49,7 @@ def _trace_sqrt_product_eigh(sigma1, sigma2) -> float:
     lam = np.linalg.eigvalsh(r1 @ sigma2 @ r1)
     return float(np.sqrt(np.clip(lam, 0, None)).sum())
 
-# %% ../nbs/08_metrics.ipynb #781bd713
+# %% ../nbs/08_metrics.ipynb #9b33089a
 def frechet_distance(mu1:np.ndarray,    # (D,) mean of the first feature set
                      sigma1:np.ndarray, # (D,D) its covariance
                      mu2:np.ndarray,    # (D,) mean of the second feature set
@@ -67,7 +67,7 @@ def frechet_distance(mu1:np.ndarray,    # (D,) mean of the first feature set
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr)
 
-# %% ../nbs/08_metrics.ipynb #c2b8444f
+# %% ../nbs/08_metrics.ipynb #de9eec85
 def activation_stats(feats) -> tuple:  # (mu (D,), sigma (D,D)) in float64
     "Mean and unbiased covariance of an (N,D) array or tensor of features."
     f = feats.detach().cpu().double().numpy() if isinstance(feats, Tensor) else np.asarray(feats, np.float64)
@@ -78,7 +78,7 @@ def fid_from_feats(f1, f2, **kw) -> float:
     "FID between two (N,D) feature sets."
     return frechet_distance(*activation_stats(f1), *activation_stats(f2), **kw)
 
-# %% ../nbs/08_metrics.ipynb #c3afdd8a
+# %% ../nbs/08_metrics.ipynb #ef3ab9c1
 class _FIDInceptionA(nn.Module):
     "Mixed_5b–5d of the TF FID network: like torchvision's InceptionA, but the pool branch ignores padding."
     def __init__(self, blk): super().__init__(); self._modules.update(blk._modules)
@@ -97,7 +97,7 @@ class _FIDInceptionC(nn.Module):
         bp = self.branch_pool(F.avg_pool2d(x, 3, 1, 1, count_include_pad=False))
         return torch.cat([self.branch1x1(x), b7, bd, bp], 1)
 
-# %% ../nbs/08_metrics.ipynb #d3900664
+# %% ../nbs/08_metrics.ipynb #636f8ab1
 class _FIDInceptionE(nn.Module):
     "Mixed_7b/7c of the TF FID network: pool branch is a padding-free average (7b) or a max pool (7c)."
     def __init__(self, blk, pool:str):
@@ -110,7 +110,7 @@ class _FIDInceptionE(nn.Module):
         p = F.avg_pool2d(x, 3, 1, 1, count_include_pad=False) if self.pool == 'avg' else F.max_pool2d(x, 3, 1, 1)
         return torch.cat([self.branch1x1(x), b3, bd, self.branch_pool(p)], 1)
 
-# %% ../nbs/08_metrics.ipynb #7c3a450f
+# %% ../nbs/08_metrics.ipynb #e4ed62c0
 def fid_inception_net():
     "torchvision's Inception-v3 skeleton patched into the TF FID network (1008 classes, no aux head), random weights."
     from torchvision.models import inception_v3
@@ -120,7 +120,7 @@ def fid_inception_net():
     net.Mixed_7b, net.Mixed_7c = _FIDInceptionE(net.Mixed_7b, 'avg'), _FIDInceptionE(net.Mixed_7c, 'max')
     return net
 
-# %% ../nbs/08_metrics.ipynb #0950da55
+# %% ../nbs/08_metrics.ipynb #5248e2fc
 _CHAIN = ('Conv2d_1a_3x3', 'Conv2d_2a_3x3', 'Conv2d_2b_3x3', 'maxpool1', 'Conv2d_3b_1x1', 'Conv2d_4a_3x3', 'maxpool2',
           'Mixed_5b', 'Mixed_5c', 'Mixed_5d', 'Mixed_6a', 'Mixed_6b', 'Mixed_6c', 'Mixed_6d', 'Mixed_6e',
           'Mixed_7a', 'Mixed_7b', 'Mixed_7c', 'avgpool')
@@ -131,7 +131,7 @@ def quantize(x:Tensor) -> Tensor:  # (B,3,H,W) uint8
     if x.dtype == torch.uint8: return x
     return ((x.detach().float() + 1) / 2 * 255 + 0.5).clamp(0, 255).to(torch.uint8)
 
-# %% ../nbs/08_metrics.ipynb #0fc03f01
+# %% ../nbs/08_metrics.ipynb #0243c080
 def _resize_u8(u:Tensor, size:int, round_u8:bool) -> Tensor:
     "Bilinear resize of uint8 images to size×size (antialiased when shrinking, like PIL), as float in [0,255]."
     x = u.float()
@@ -151,7 +151,7 @@ def standard_preprocess(u:Tensor) -> Tensor:
     x = F.interpolate(u.float() / 255, size=(299, 299), mode='bilinear', align_corners=False)
     return 2 * x - 1
 
-# %% ../nbs/08_metrics.ipynb #4793cea6
+# %% ../nbs/08_metrics.ipynb #6ec9e243
 class InceptionFeatures(nn.Module):
     "Pooled 2048-d Inception-v3 features of images in [−1,1] or uint8, for one FID `flavour`."
     def __init__(self, net:nn.Module,       # a torchvision Inception3 (or `fid_inception_net()`)
@@ -177,7 +177,7 @@ class InceptionFeatures(nn.Module):
         for n in _CHAIN: h = getattr(self.net, n)(h)
         return h.flatten(1).float()
 
-# %% ../nbs/08_metrics.ipynb #c7a47402
+# %% ../nbs/08_metrics.ipynb #3dbffb9a
 INCEPTION_WEIGHTS = {  # flavour -> (URL, sha256 prefix)
     'official': ('https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth', '0cc3c7bd'),
     'standard': ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth', '6726825d'),
@@ -188,7 +188,7 @@ def inception_weights(flavour:str) -> Path:
     url, sha = INCEPTION_WEIGHTS[flavour]
     return download_url(url, cache_dir('weights')/url.rsplit('/', 1)[-1], sha256=sha)
 
-# %% ../nbs/08_metrics.ipynb #25d3cd76
+# %% ../nbs/08_metrics.ipynb #79aa215d
 def inception_features(flavour:str='official', # 'official' (paper's table) or 'standard' (TF-Inception FID)
                        weights='pretrained',    # 'pretrained' (download), None (random, for tests) or a .pth path
                        device=None) -> InceptionFeatures:
@@ -203,7 +203,7 @@ def inception_features(flavour:str='official', # 'official' (paper's table) or '
         name = Path(path).stem
     return InceptionFeatures(net, flavour, name).to(device or 'cpu')
 
-# %% ../nbs/08_metrics.ipynb #bac69bbd
+# %% ../nbs/08_metrics.ipynb #2b8ea4c0
 IMG_EXTS = ('.png', '.jpg', '.jpeg')
 
 def list_images(folder) -> list:
@@ -223,7 +223,7 @@ def load_images(files, img_size:int) -> Tensor:  # (N,3,img_size,img_size) uint8
         ims.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1))
     return torch.stack(ims)
 
-# %% ../nbs/08_metrics.ipynb #f7ff2969
+# %% ../nbs/08_metrics.ipynb #173bef9c
 def _files_key(files, *extra) -> str:
     "Hash of the file list with sizes and mtimes, plus extra strings."
     h = hashlib.sha256()
@@ -237,7 +237,7 @@ def extract_features(extractor, files, img_size:int, bs:int=50) -> Tensor:  # (N
     "Features of image files, in batches (the extractor decides the device)."
     return torch.cat([extractor(load_images(files[i:i+bs], img_size)).cpu() for i in range(0, len(files), bs)])
 
-# %% ../nbs/08_metrics.ipynb #2e1bda03
+# %% ../nbs/08_metrics.ipynb #cee36c8c
 def folder_stats(folder,                 # a folder of images, e.g. root/train/dog
                  extractor:nn.Module,    # e.g. `inception_features('official')`; must have a `tag`
                  img_size:int,           # images are resized to this first (the model's resolution)
@@ -259,7 +259,7 @@ def folder_stats(folder,                 # a folder of images, e.g. root/train/d
         tmp = path.with_name(path.stem + '.tmp.npz'); np.savez(tmp, mu=mu, sigma=sigma); tmp.replace(path)
     return mu, sigma
 
-# %% ../nbs/08_metrics.ipynb #ccced27e
+# %% ../nbs/08_metrics.ipynb #7e8cc022
 def load_lpips(pretrained:bool=True, device=None) -> nn.Module:
     "The `lpips` package's LPIPS(net='alex') in eval mode; `pretrained=False` uses a random AlexNet (tests, offline)."
     import lpips
@@ -270,10 +270,12 @@ def load_lpips(pretrained:bool=True, device=None) -> nn.Module:
 def lpips_feats(lp:nn.Module, x:Tensor) -> list:  # per layer (B,C_l,H_l,W_l), unit-normalised over channels
     "The normalised AlexNet feature maps LPIPS compares, for images x in [−1,1]."
     import lpips
-    outs = lp.net(lp.scaling_layer(x.to(next(lp.parameters()).device)))
+    x = x.to(next(lp.parameters()).device)
+    if min(x.shape[-2:]) < 64: x = F.interpolate(x, size=(64, 64), mode='bilinear', align_corners=False)  # AlexNet needs ≥ 32 px
+    outs = lp.net(lp.scaling_layer(x))
     return [lpips.normalize_tensor(o) for o in outs]
 
-# %% ../nbs/08_metrics.ipynb #f9824a3c
+# %% ../nbs/08_metrics.ipynb #d3c164b2
 @torch.no_grad()
 def lpips_from_feats(lp:nn.Module, f0:list, f1:list) -> Tensor:  # (B,)
     "LPIPS distances between two sets of `lpips_feats`."
