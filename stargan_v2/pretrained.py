@@ -8,7 +8,7 @@ Docs: https://github.com/stargan-v2-course/stargan_v2/pretrained.html.md"""
 __all__ = ['PRETRAINED', 'REPRESENTATIVE_URL', 'download_pretrained', 'inspect_checkpoint', 'load_pretrained',
            'reference_translations', 'download_representative', 'load_domain_images', 'cli_weights']
 
-# %% ../nbs/09_pretrained.ipynb #594a6510
+# %% ../nbs/09_pretrained.ipynb #0084b203
 import argparse, os, sys, zipfile
 from pathlib import Path
 import torch
@@ -17,7 +17,7 @@ from .core import Config, cache_dir, download_url, count_params, translation_gri
 from .fan import WING_URL
 from .checkpoints import NET_NAMES, safe_load, infer_config, load_nets_ema, UnsafeCheckpointError
 
-# %% ../nbs/09_pretrained.ipynb #aea054e7
+# %% ../nbs/09_pretrained.ipynb #6ab38ab1
 PRETRAINED = {  # name -> (URL, path inside cache_dir('checkpoints'))
     'afhq': ('https://www.dropbox.com/s/etwm810v25h42sn/100000_nets_ema.ckpt?dl=0', 'afhq/100000_nets_ema.ckpt'),
     'celeba_hq': ('https://www.dropbox.com/s/96fmei6c93o8b8t/100000_nets_ema.ckpt?dl=0', 'celeba_hq/100000_nets_ema.ckpt'),
@@ -37,7 +37,7 @@ def download_pretrained(name:str,      # 'afhq', 'celeba_hq', 'wing' (wing.ckpt 
     u, rel = PRETRAINED[name]
     return download_url(url or u, root / rel)
 
-# %% ../nbs/09_pretrained.ipynb #f2343bc1
+# %% ../nbs/09_pretrained.ipynb #e557f438
 def inspect_checkpoint(path) -> str:
     "A readable summary of a checkpoint file: networks, keys, parameter counts, quirks, inferred configuration."
     path = Path(path)
@@ -46,6 +46,9 @@ def inspect_checkpoint(path) -> str:
     lines = [f"{path} ({path.stat().st_size / 2**20:.1f} MiB)"]
     for name, sd in d.items():
         if not isinstance(sd, dict): lines.append(f"  {name}: {type(sd).__name__}"); continue
+        if set(sd) == {'state', 'param_groups'}:
+            lines.append(f"  {name:<16} optimizer state: {len(sd['state'])} tensors tracked, lr={sd['param_groups'][0].get('lr')}")
+            continue
         tensors = {k: v for k, v in sd.items() if isinstance(v, Tensor)}
         n = sum(v.numel() for k, v in tensors.items() if not k.endswith(('running_mean', 'running_var', 'num_batches_tracked', 'filter')))
         notes = []
@@ -53,7 +56,9 @@ def inspect_checkpoint(path) -> str:
         if name == 'generator' and any(k.startswith('decode.') for k in sd) and 'hpf.filter' not in sd and 'encode.6.conv1.weight' in sd:
             notes.append('no hpf.filter (as in the published CelebA-HQ file)')
         lines.append(f"  {name:<16} {len(sd):>4} keys {n:>12,} params" + (f"   [{'; '.join(notes)}]" if notes else ''))
-    if any(n in d for n in NET_NAMES):
+    nets_like = {n: sd for n, sd in d.items() if n in NET_NAMES and isinstance(sd, dict)
+                 and sd and all(isinstance(v, Tensor) for v in sd.values())}
+    if nets_like:
         inf = infer_config(d)
         lines.append("  inferred config: " + ', '.join(f"{k}={v}" for k, v in inf.items() if k != 'networks'))
         for preset in (Config.afhq(), Config.celeba_hq()):
@@ -61,11 +66,13 @@ def inspect_checkpoint(path) -> str:
                 lines.append(f"  matches Config.{preset.name}()")
     return '\n'.join(lines)
 
-# %% ../nbs/09_pretrained.ipynb #5b253cfe
+# %% ../nbs/09_pretrained.ipynb #326071fa
 def load_pretrained(name:str,        # 'afhq' or 'celeba_hq'
                     device='cpu',
                     root=None,       # checkpoint folder; default cache_dir('checkpoints')
-                    download:bool=True) -> tuple: # (cfg, nets) with EMA G, F, E (and FAN for celeba_hq)
+                    download:bool=True,
+                    cfg:Config|None=None, # default: the official preset `Config.<name>()`
+                   ) -> tuple:       # (cfg, nets) with EMA G, F, E (and FAN for celeba_hq)
     "The authors' EMA networks for `name`, with their configuration."
     if name not in ('afhq', 'celeba_hq'): raise ValueError(f"load_pretrained: name must be 'afhq' or 'celeba_hq', got {name!r}")
     root = Path(root) if root is not None else cache_dir('checkpoints')
@@ -79,9 +86,9 @@ def load_pretrained(name:str,        # 'afhq' or 'celeba_hq'
         wing = root / PRETRAINED['wing'][1]
         if not wing.exists() and download: download_pretrained('wing', root)
         fan = load_fan(wing)
-    return load_nets_ema(path, getattr(Config, name)(), fan=fan, device=device)
+    return load_nets_ema(path, cfg or getattr(Config, name)(), fan=fan, device=device)
 
-# %% ../nbs/09_pretrained.ipynb #fc163e5c
+# %% ../nbs/09_pretrained.ipynb #42e42c8e
 @torch.no_grad()
 def reference_translations(nets, # EMA nets (G, E and, with w_hpf>0, the FAN)
                            x_src:Tensor, # (N,3,S,S) sources in [-1,1]
@@ -93,7 +100,7 @@ def reference_translations(nets, # EMA nets (G, E and, with w_hpf>0, the FAN)
     s = nets.style_encoder(x_ref, y_ref)
     return torch.stack([nets.generator(x_src, s[j:j + 1].expand(len(x_src), -1), masks=masks) for j in range(len(x_ref))])
 
-# %% ../nbs/09_pretrained.ipynb #2c884b62
+# %% ../nbs/09_pretrained.ipynb #a046a613
 def download_representative(root=None, url:str=REPRESENTATIVE_URL) -> Path:
     "Extract the authors' `assets/representative` images into the cache (once); returns that folder."
     root = Path(root) if root is not None else cache_dir('representative')
@@ -124,7 +131,7 @@ def load_domain_images(folder, # a folder of domain sub-folders
             xs.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float() / 127.5 - 1); ys.append(i)
     return torch.stack(xs), torch.tensor(ys), domains
 
-# %% ../nbs/09_pretrained.ipynb #13de9891
+# %% ../nbs/09_pretrained.ipynb #c1869079
 def cli_weights(argv:list) -> int:
     "`stargan_v2 weights download NAME` / `stargan_v2 weights inspect FILE`."
     ap = argparse.ArgumentParser(prog='stargan_v2 weights', description="Download or inspect the paper authors' checkpoints.")
