@@ -1,0 +1,135 @@
+"Sampling across modules: FAN masks, videos on disk, and `stargan_v2 sample` on saved checkpoints."
+import json, types
+from dataclasses import asdict
+from pathlib import Path
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+import imageio.v3 as iio
+
+from stargan_v2.core import Config, set_seed, to_uint8
+from stargan_v2.models import build_nets, ema_copy
+from stargan_v2.shapes import shapes_path
+from stargan_v2.sampling import (cycle_strip, translate_latent, translate_reference, reference_grid, latent_grid,
+                                 reference_video_frames, interp_frames, write_mp4, write_gif, load_domain_images,
+                                 mean_styles, make_z, interp_alphas, cli_sample)
+
+
+@pytest.fixture(scope='module')
+def tiny():
+    set_seed(0); cfg = Config.tiny()
+    return cfg, build_nets(cfg).eval()
+
+
+class _FakeFAN:
+    "Records which images it was asked for masks of; returns masks that depend on the image."
+    def __init__(self): self.seen = []
+    def get_heatmap(self, x):
+        self.seen.append(x.detach().clone())
+        m = (x.mean(1, keepdim=True) + 1) / 2
+        return m, m * 0.5
+
+
+class _SpyG(torch.nn.Module):
+    "Wraps a generator and records the masks of every call."
+    def __init__(self, g): super().__init__(); self.g, self.masks = g, []
+    def forward(self, x, s, masks=None): self.masks.append(masks); return self.g(x, s)
+
+
+def _with_fan(nets):
+    return types.SimpleNamespace(generator=_SpyG(nets.generator), mapping_network=nets.mapping_network,
+                                 style_encoder=nets.style_encoder, fan=_FakeFAN())
+
+
+def test_masks_follow_the_official_sampler(tiny):
+    cfg, nets = tiny
+    x, y, _ = load_domain_images(shapes_path()/'val', cfg.img_size, n_per_domain=1)
+    fnets = _with_fan(nets)
+    cycle_strip(fnets, x, y, x.flip(0), y.flip(0))
+    # translation: masks of the sources; reconstruction: masks recomputed from the translation
+    assert len(fnets.fan.seen) == 2 and torch.equal(fnets.fan.seen[0], x)
+    x_fake = translate_reference(nets, x, x.flip(0), y.flip(0))
+    torch.testing.assert_close(fnets.fan.seen[1], x_fake)
+    assert all(m is not None for m in fnets.generator.masks)
+    torch.testing.assert_close(fnets.generator.masks[1][0], (x_fake.mean(1, keepdim=True) + 1) / 2)
+    # latent and reference translations and the grids pass the sources' masks too
+    fnets.generator.masks.clear(); fnets.fan.seen.clear()
+    translate_latent(fnets, x, 0, seed=0); reference_grid(fnets, x, x, y); latent_grid(fnets, x, 1, n_z=2)
+    assert len(fnets.generator.masks) == 1 + len(x) + 2 and all(m is not None for m in fnets.generator.masks)
+    assert all(torch.equal(s, x) for s in fnets.fan.seen)
+    # without a FAN no masks are passed
+    spy = types.SimpleNamespace(generator=_SpyG(nets.generator), mapping_network=nets.mapping_network,
+                                style_encoder=nets.style_encoder, fan=None)
+    translate_latent(spy, x, 0, seed=0)
+    assert spy.generator.masks == [None]
+
+
+def test_videos_round_trip_with_odd_sizes(tmp_path):
+    yy, xx = np.mgrid[:37, :45]
+    im = np.stack([xx * 5, yy * 6, (xx + yy) * 3], -1).clip(0, 255).astype(np.uint8)   # smooth: survives yuv420p
+    fr = np.stack([np.roll(im, 3 * i, 1) for i in range(5)])    # every frame different (GIF merges repeats)
+    back = iio.imread(write_mp4(fr, tmp_path/'v.mp4', fps=10), plugin='FFMPEG', index=None)
+    assert back.shape == (5, 48, 48, 3)                         # padded to multiples of 16
+    assert np.abs(back[:, :37, :45].astype(int) - fr).mean() < 8
+    assert np.abs(back[:, 37:].astype(int) - 255).mean() < 10   # white padding
+    g = iio.imread(write_gif(fr, tmp_path/'v.gif'), index=None)
+    assert g.shape[:3] == (5, 37, 45)
+
+
+def test_reference_video_walks_same_domain_pairs(tiny):
+    cfg, nets = tiny
+    x, y, _ = load_domain_images(shapes_path()/'val', cfg.img_size, n_per_domain=3)
+    fr = reference_video_frames(nets, x[:2], x, y, n_last=10)
+    pairs = sum(int(y[i] == y[i+1]) for i in range(len(y) - 1))
+    assert pairs == 6 and len(fr) == pairs * len(interp_alphas()) + 10
+    first = interp_frames(nets, x[:2], *nets.style_encoder(x[:2], y[:2]), x0=x[0], x1=x[1])
+    np.testing.assert_array_equal(fr[:len(first)], first)
+    np.testing.assert_array_equal(fr[-1], fr[-10])
+
+
+def _run_dir(tmp_path, cfg, nets, with_config=True):
+    from stargan_v2.checkpoints import save_nets
+    run = tmp_path/'run'; (run/'checkpoints').mkdir(parents=True)
+    if with_config: (run/'config.json').write_text(json.dumps(asdict(cfg)))
+    save_nets(ema_copy(nets), run/'checkpoints'/'000005_nets_ema.ckpt')
+    save_nets(ema_copy(nets), run/'checkpoints'/'000010_nets_ema.ckpt')
+    return run
+
+
+def test_cli_sample_shapes_checkpoint(tmp_path, capsys):
+    "`stargan_v2 sample` on a checkpoint of Shapes-domain nets (CPU): grids and videos with the right layout and content."
+    from stargan_v2.cli import main
+    set_seed(1); cfg = Config.tiny(); nets = build_nets(cfg).eval()   # Config.shapes() works the same, 10x slower on CPU
+    run, val, out = _run_dir(tmp_path, cfg, nets), shapes_path()/'val', tmp_path/'out'
+    rc = main(['sample', '--checkpoint', str(run), '--src', str(val), '--ref', str(val), '--out', str(out),
+               '--n-src', '2', '--n-ref', '2', '--n-latent', '3', '--psi', '1', '0.7', '--gif', '--mp4', '--device', 'cpu'])
+    assert rc == 0
+    S = cfg.img_size
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ['reference.jpg', 'cycle.jpg', 'video_ref.mp4', 'video_ref.gif'] +
+        [f'latent_{d}_psi{p}.jpg' for d in ('circle', 'square', 'triangle') for p in ('1', '0.7')])
+    assert Image.open(out/'reference.jpg').size == (7 * S, 7 * S)
+    assert Image.open(out/'latent_square_psi0.7.jpg').size == (7 * S, 4 * S)
+    assert Image.open(out/'cycle.jpg').size == (6 * S, 4 * S)
+    # the reference grid's cell (row 2, column 3) is the translation of source 2 with reference 1's style
+    x, y, _ = load_domain_images(val, S, n_per_domain=2)
+    want = to_uint8(translate_reference(nets, x[2:3], x[1:2], y[1:2]))[0].astype(int)
+    got = np.asarray(Image.open(out/'reference.jpg')).astype(int)[2*S:3*S, 3*S:4*S]
+    assert np.abs(got - want).mean() < 6, 'JPEG cell differs from the direct translation'
+    # video: 3 same-domain pairs × 31 frames + 10 held frames
+    v = iio.imread(out/'video_ref.mp4', plugin='FFMPEG', index=None)
+    assert v.shape[0] == 3 * 31 + 10 and v.shape[1] % 16 == 0 and v.shape[2] % 16 == 0
+    assert str(out/'reference.jpg') in capsys.readouterr().out
+
+
+def test_cli_sample_rejects_wrong_domains(tmp_path, capsys):
+    set_seed(0); cfg = Config.tiny(); nets = build_nets(cfg).eval()
+    run = _run_dir(tmp_path, cfg, nets)
+    src = tmp_path/'two'
+    for d in ('a', 'b'):
+        (src/d).mkdir(parents=True); Image.new('RGB', (16, 16), (9, 9, 9)).save(src/d/'0.png')
+    rc = cli_sample(['--checkpoint', str(run), '--src', str(src), '--ref', str(src), '--out', str(tmp_path/'o'), '--device', 'cpu'])
+    assert rc == 2 and 'has 2 domains' in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match='not a folder'):
+        cli_sample(['--checkpoint', str(run), '--src', str(tmp_path/'nope'), '--ref', str(src), '--out', str(tmp_path/'o')])
