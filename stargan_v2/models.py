@@ -8,7 +8,7 @@ Docs: https://github.com/stargan-v2-course/stargan_v2/models.html.md"""
 __all__ = ['base_width', 'Generator', 'MappingNetwork', 'StyleEncoder', 'Discriminator', 'he_init', 'Nets', 'build_nets',
            'ema_copy', 'nets_param_counts']
 
-# %% ../nbs/02_models.ipynb #e9e820a2
+# %% ../nbs/02_models.ipynb #ff054ab9
 import copy, math, warnings
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,7 @@ from torch import nn, Tensor
 from .core import Config, count_params
 from .layers import ResBlk, AdainResBlk, HighPass
 
-# %% ../nbs/02_models.ipynb #a5c95af8
+# %% ../nbs/02_models.ipynb #e29e15bc
 def base_width(img_size:int, dim_in:int|None=None) -> int:
     "First conv width: `dim_in`, or the official `2**14 // img_size`."
     return dim_in if dim_in is not None else 2**14 // img_size
@@ -26,7 +26,7 @@ def _log2(img_size:int) -> int:
     if 2**n != img_size or n < 3: raise ValueError(f"img_size must be a power of two ≥ 8, got {img_size}")
     return n
 
-# %% ../nbs/02_models.ipynb #7d25b14f
+# %% ../nbs/02_models.ipynb #ecc04c46
 class Generator(nn.Module):
     "G(x, s, masks=None): encoder–decoder whose decoder is modulated by the style code `s` through AdaIN."
     def __init__(self, img_size:int=256,   # side of the square images
@@ -52,7 +52,7 @@ class Generator(nn.Module):
             self.decode.insert(0, AdainResBlk(d, d, style_dim, w_hpf=w_hpf))
         if w_hpf > 0: self.hpf = HighPass(w_hpf)
 
-# %% ../nbs/02_models.ipynb #4f7bc963
+# %% ../nbs/02_models.ipynb #90a55c15
 _MASK_SIDES = (32, 64, 128)
 
 def _generator_forward(self:Generator, x:Tensor, # (B,3,S,S) images in [-1,1]
@@ -76,7 +76,7 @@ def _generator_forward(self:Generator, x:Tensor, # (B,3,S,S) images in [-1,1]
 
 Generator.forward = _generator_forward
 
-# %% ../nbs/02_models.ipynb #54dc2dd0
+# %% ../nbs/02_models.ipynb #99a29cc0
 def _select(out:Tensor, # (B,K,...) one output per domain
             y:Tensor    # (B,) long domain index per sample
            ) -> Tensor: # (B,...)
@@ -104,7 +104,7 @@ class MappingNetwork(nn.Module):
         h = self.shared(z)
         return _select(torch.stack([head(h) for head in self.unshared], 1), y)
 
-# %% ../nbs/02_models.ipynb #233426bf
+# %% ../nbs/02_models.ipynb #2b1b034d
 def _trunk(img_size:int, max_conv_dim:int, dim_in:int|None) -> tuple[list, int]:
     "The E/D trunk layers (conv, ResBlks down to 4×4, LReLU, 4×4 conv, LReLU) and its output width."
     d = base_width(img_size, dim_in)
@@ -141,14 +141,14 @@ class Discriminator(nn.Module):
                ) -> Tensor:     # (B,) logits
         return _select(self.main(x).flatten(1), y)
 
-# %% ../nbs/02_models.ipynb #e2c94e0d
+# %% ../nbs/02_models.ipynb #3649f02c
 def he_init(m:nn.Module):
     "Kaiming-normal (fan_in, ReLU) weights and zero biases for Conv2d and Linear; use with `net.apply(he_init)`."
     if isinstance(m, (nn.Conv2d, nn.Linear)):
         nn.init.kaiming_normal_(m.weight, mode='fan_in', nonlinearity='relu')
         if m.bias is not None: nn.init.zeros_(m.bias)
 
-# %% ../nbs/02_models.ipynb #dfa44ec9
+# %% ../nbs/02_models.ipynb #beec822f
 _NAMES = ('generator', 'mapping_network', 'style_encoder', 'discriminator')
 
 class Nets(nn.Module):
@@ -167,7 +167,7 @@ class Nets(nn.Module):
         parts = [f"{n}={count_params(getattr(self, n), False):,}" for n in _NAMES + ('fan',) if getattr(self, n) is not None]
         return f"Nets({', '.join(parts)} params)"
 
-# %% ../nbs/02_models.ipynb #b359ac9f
+# %% ../nbs/02_models.ipynb #5fc4c17f
 def build_nets(cfg:Config, # uses img_size, style_dim, latent_dim, dim_in, max_conv_dim, hidden_dim, w_hpf, num_domains
                fan:nn.Module|None=None, # a FAN (`02b_fan`) to attach when cfg.w_hpf > 0
               ) -> Nets:
@@ -189,7 +189,7 @@ def ema_copy(nets:Nets) -> Nets:
         for p in getattr(ema, n).parameters(): p.requires_grad_(False)
     return ema
 
-# %% ../nbs/02_models.ipynb #5cb5c449
+# %% ../nbs/02_models.ipynb #97c61550
 def nets_param_counts(cfg:Config) -> dict:
     "Parameter counts of G, F, E, D for `cfg`, built on the meta device (no memory, no init)."
     with torch.device('meta'):
