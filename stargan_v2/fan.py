@@ -8,7 +8,7 @@ Docs: https://github.com/stargan-v2-course/stargan_v2/fan.html.md"""
 __all__ = ['HEATMAP_GROUPS', 'WING_URL', 'coord_channels', 'CoordConv', 'ConvBlock', 'HourGlass', 'FAN', 'shift_rows',
            'preprocess_heatmaps', 'fan_state_dict', 'load_fan']
 
-# %% ../nbs/02b_fan.ipynb #fc7a31db
+# %% ../nbs/02b_fan.ipynb #7fbaacff
 import warnings
 from pathlib import Path
 import torch
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import cache_dir, download_url
 
-# %% ../nbs/02b_fan.ipynb #775e1d38
+# %% ../nbs/02b_fan.ipynb #855ca327
 def coord_channels(h:int, w:int, device=None, dtype=torch.float32) -> Tensor: # (3,h,w): row, column, radius
     "CoordConv channels: row and column positions in [-1,1] and the normalised distance from the centre."
     rows = (torch.arange(h, device=device, dtype=dtype) / (h - 1) * 2 - 1)[:, None].expand(h, w)
@@ -34,7 +34,7 @@ class CoordConv(nn.Module):
         c = coord_channels(x.size(2), x.size(3), x.device, x.dtype)
         return self.conv(torch.cat([x, c.expand(x.size(0), -1, -1, -1)], 1))
 
-# %% ../nbs/02b_fan.ipynb #85e85261
+# %% ../nbs/02b_fan.ipynb #09ea2231
 class ConvBlock(nn.Module):
     "FAN unit: BN-ReLU-conv ×3 (widths out/2, out/4, out/4), concatenated, plus a (BN-ReLU-1×1) residual."
     def __init__(self, ni:int, nf:int):
@@ -52,7 +52,7 @@ class ConvBlock(nn.Module):
         sc = x if self.downsample is None else self.downsample(x)
         return torch.cat([o1, o2, o3], 1) + sc
 
-# %% ../nbs/02b_fan.ipynb #5509dc6b
+# %% ../nbs/02b_fan.ipynb #b2bce5d4
 class HourGlass(nn.Module):
     "A depth-`depth` hourglass of 256-wide ConvBlocks, opened by a 1×1 CoordConv (official submodule names)."
     def __init__(self, depth:int=4, nf:int=256):
@@ -77,7 +77,7 @@ class HourGlass(nn.Module):
 
     def forward(self, x:Tensor) -> Tensor: return self._level(self.depth, self.coordconv(x))
 
-# %% ../nbs/02b_fan.ipynb #a9cdf807
+# %% ../nbs/02b_fan.ipynb #4c484ae7
 class FAN(nn.Module):
     "Face-alignment network (one hourglass, 98 landmarks + boundary) with the official state-dict layout; always in eval mode."
     def __init__(self, num_landmarks:int=98):
@@ -106,7 +106,7 @@ class FAN(nn.Module):
         x = F.relu(self.bn_end0(self.conv_last0(x)))
         return self.l0(x)
 
-# %% ../nbs/02b_fan.ipynb #f83d66b7
+# %% ../nbs/02b_fan.ipynb #a6de1384
 def shift_rows(x:Tensor, n:int) -> Tensor:
     "Roll the rows of (B,C,H,W) maps by `n` pixels: up for n>0, down for n<0 (with wrap-around)."
     return torch.roll(x, -n, dims=2)
@@ -122,7 +122,7 @@ HEATMAP_GROUPS = {'chin': (8, 25, 0, 3), 'eyebrows': (33, 51, -7, 2), 'nostrils'
                   'lipupper': (77, 82, -8, 4), 'liplower': (83, 88, 8, 4), 'lipinner': (88, 96, -2, 3)}
 _ZERO_CHANNELS = [*range(0, 8), *range(25, 33), 33, 46, 76, 82]
 
-# %% ../nbs/02b_fan.ipynb #5bedd997
+# %% ../nbs/02b_fan.ipynb #7770683a
 def preprocess_heatmaps(hm:Tensor, # (B,98,H,W) landmark heatmaps (H=256 in StarGAN v2)
                        ) -> tuple[Tensor, Tensor]: # (mask_full, mask_inner), each (B,1,H,W) in [0,1]
     "Turn 98 landmark heatmaps into the two face masks of the official recipe."
@@ -136,7 +136,7 @@ def preprocess_heatmaps(hm:Tensor, # (B,98,H,W) landmark heatmaps (H=256 in Star
     inner[:, 8:25] = 0; inner[:, 76:96] = 0; inner[:, 33:51] = 0
     return tuple(torch.nan_to_num(m.sum(1, keepdim=True), nan=0.).clamp(0, 1) for m in (x, inner))
 
-# %% ../nbs/02b_fan.ipynb #944df8ef
+# %% ../nbs/02b_fan.ipynb #247c39c9
 @torch.no_grad()
 def _get_heatmap(self:FAN, x:Tensor # (B,3,S,S) images in [-1,1]
                 ) -> tuple[Tensor, Tensor]: # (mask_full, mask_inner), each (B,1,256,256) in [0,1]
@@ -148,7 +148,7 @@ def _get_heatmap(self:FAN, x:Tensor # (B,3,S,S) images in [-1,1]
 
 FAN.get_heatmap = _get_heatmap
 
-# %% ../nbs/02b_fan.ipynb #796bdf08
+# %% ../nbs/02b_fan.ipynb #d1c2ddbb
 WING_URL = 'https://www.dropbox.com/s/tjxpypwpt38926e/wing.ckpt?dl=0'
 
 def fan_state_dict(obj:dict, fan:nn.Module) -> dict:
@@ -164,7 +164,7 @@ def fan_state_dict(obj:dict, fan:nn.Module) -> dict:
     if not kept: raise ValueError(f"no FAN key found in the checkpoint (it has e.g. {list(sd)[:5]}); is this wing.ckpt?")
     return kept
 
-# %% ../nbs/02b_fan.ipynb #628c830d
+# %% ../nbs/02b_fan.ipynb #ca2a6226
 def load_fan(path=None,            # wing.ckpt; None: the cached copy (downloaded if missing and `download`)
              download:bool=True,   # download WING_URL into the cache when `path` is None and it is missing
              device='cpu') -> FAN:
