@@ -175,6 +175,19 @@ def test_bad_layouts_get_clear_errors(tmp_path):
     with pytest.raises(DataError, match=r"train/a has no images"): DomainFolder(tmp_path)
     root = _afhq_folder(tmp_path/'ok', n=3)
     with pytest.raises(DataError, match='num_domains=2'): get_dls(Config.tiny(num_domains=2), root=root, device='cpu')
+    with pytest.raises(DataError, match=f"Did you mean {root}"): domain_names(tmp_path)     # pointed at the parent
+    (root/'val'/'zebra').mkdir()
+    with pytest.raises(DataError, match='make them the same'): get_dls(Config.tiny(), root=root, device='cpu')
+
+
+def test_hidden_and_unsupported_files(tmp_path):
+    root = _afhq_folder(tmp_path, n=3)
+    ck = root/'train'/'cat'/'.ipynb_checkpoints'; ck.mkdir()
+    Image.new('RGB', (40, 40)).save(ck/'0.jpg'); Image.new('RGB', (40, 40)).save(root/'train'/'cat'/'._0.jpg')
+    Image.new('RGB', (40, 40)).save(root/'train'/'dog'/'photo.webp')
+    assert len(find_images(root/'train'/'cat')) == 6
+    rep = check_dataset(root)
+    assert rep.counts['train']['cat'] == 6 and [p for p in rep.problems if 'photo.webp' in p and 'ignored' in p]
 
 
 def test_corrupt_and_small_images(tmp_path):
