@@ -173,9 +173,9 @@ def test_bad_layouts_get_clear_errors(tmp_path):
     (tmp_path/'train'/'b').mkdir()
     Image.new('RGB', (8, 8)).save(tmp_path/'train'/'b'/'x.png')
     with pytest.raises(DataError, match=r"train/a has no images"): DomainFolder(tmp_path)
-    root = _afhq_folder(tmp_path/'ok', n=3)
+    root = _afhq_folder(tmp_path/'parent'/'ok', n=3)
     with pytest.raises(DataError, match='num_domains=2'): get_dls(Config.tiny(num_domains=2), root=root, device='cpu')
-    with pytest.raises(DataError, match=f"Did you mean {root}"): domain_names(tmp_path)     # pointed at the parent
+    with pytest.raises(DataError, match=f"Did you mean {root}"): domain_names(tmp_path/'parent')     # pointed at the parent
     (root/'val'/'zebra').mkdir()
     with pytest.raises(DataError, match='make them the same'): get_dls(Config.tiny(), root=root, device='cpu')
 
