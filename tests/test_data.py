@@ -176,7 +176,7 @@ def test_bad_layouts_get_clear_errors(tmp_path):
     root = _afhq_folder(tmp_path/'parent'/'ok', n=3)
     with pytest.raises(DataError, match='num_domains=2'): get_dls(Config.tiny(num_domains=2), root=root, device='cpu')
     with pytest.raises(DataError, match=f"Did you mean {root}"): domain_names(tmp_path/'parent')     # pointed at the parent
-    (root/'val'/'zebra').mkdir()
+    (root/'val'/'zebra').mkdir(); Image.new('RGB', (40, 40)).save(root/'val'/'zebra'/'z.png')
     with pytest.raises(DataError, match='make them the same'): get_dls(Config.tiny(), root=root, device='cpu')
 
 
