@@ -7,10 +7,10 @@ Docs: https://github.com/stargan-v2-course/stargan_v2/cli.html.md"""
 # %% auto #0
 __all__ = ['SUBCOMMANDS', 'main']
 
-# %% ../nbs/90_cli.ipynb #1fb001f6
-import importlib, sys
+# %% ../nbs/90_cli.ipynb #52b63460
+import importlib, sys, warnings
 
-# %% ../nbs/90_cli.ipynb #93d68434
+# %% ../nbs/90_cli.ipynb #665c482d
 SUBCOMMANDS = {  # name -> (module, function, one-line help)
     'data':    ('stargan_v2.data',       'cli_data',    'make, download or check a dataset of domain folders'),
     'train':   ('stargan_v2.learner',    'cli_train',   'train StarGAN v2 (presets: shapes, afhq, celeba_hq)'),
@@ -37,5 +37,7 @@ def main(argv:list|None=None) -> int:
     if cmd not in SUBCOMMANDS:
         print(f"stargan_v2: unknown command {cmd!r}.\n\n{_usage()}", file=sys.stderr); return 2
     mod, fn, _ = SUBCOMMANDS[cmd]
+    # fastai (as of 2.8) calls torch.jit.script at import; torch>=2.10 warns about it on every run. Not ours to fix.
+    warnings.filterwarnings('ignore', message=r'.*torch\.jit\.script.*deprecated', category=FutureWarning)
     rc = getattr(importlib.import_module(mod), fn)(rest)
     return 0 if rc is None else int(rc)
