@@ -10,7 +10,7 @@ __all__ = ['domain_folders', 'load_image', 'load_domain_images', 'get_masks', 'l
            'cycle_strip', 'interp_alphas', 'lerp_styles', 'grid_to_uint8', 'pad_to_multiple', 'save_image',
            'interp_frames', 'reference_video_frames', 'latent_video_frames', 'write_mp4', 'write_gif', 'cli_sample']
 
-# %% ../nbs/10_sampling.ipynb #e3f95beb
+# %% ../nbs/10_sampling.ipynb #870cd7ed
 import argparse, math, sys
 from pathlib import Path
 import numpy as np
@@ -19,7 +19,7 @@ from torch import nn, Tensor
 from PIL import Image
 from .core import norm, to_uint8, translation_grid, default_device, module_device
 
-# %% ../nbs/10_sampling.ipynb #7d31185c
+# %% ../nbs/10_sampling.ipynb #e2e145de
 _IMG_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
 
 def domain_folders(root) -> list:
@@ -35,7 +35,7 @@ def load_image(path, img_size:int) -> Tensor:
     im = Image.open(path).convert('RGB').resize((img_size, img_size), Image.BILINEAR)
     return norm(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float() / 255)
 
-# %% ../nbs/10_sampling.ipynb #cb9a2d81
+# %% ../nbs/10_sampling.ipynb #8759e002
 def load_domain_images(root,                   # folder with one sub-folder per domain
                        img_size:int,           # side the images are resized to
                        n_per_domain:int|None=None, # first n files of each domain (sorted); None: all
@@ -50,7 +50,7 @@ def load_domain_images(root,                   # folder with one sub-folder per 
         for f in files[:n_per_domain]: xs.append(load_image(f, img_size)); ys.append(i)
     return torch.stack(xs), torch.tensor(ys), domains
 
-# %% ../nbs/10_sampling.ipynb #f8ad0e49
+# %% ../nbs/10_sampling.ipynb #53219f9d
 def get_masks(nets, x:Tensor):
     "FAN face masks of `x` when `nets` carries a FAN (CelebA-HQ, `w_hpf>0`), else None."
     fan = getattr(nets, 'fan', None)
@@ -74,7 +74,7 @@ def _labels(y, n:int, device) -> Tensor:
     y = torch.as_tensor(y, dtype=torch.long, device=device)
     return y.expand(n).contiguous() if y.ndim == 0 else y
 
-# %% ../nbs/10_sampling.ipynb #2ce85927
+# %% ../nbs/10_sampling.ipynb #18f36e9a
 @torch.no_grad()
 def translate_latent(nets, x_src:Tensor, # (B,3,H,W) sources in [-1,1]
                      y_trg,               # target domain: int or (B,) labels
@@ -101,7 +101,7 @@ def translate_reference(nets, x_src:Tensor, # (B,3,H,W) sources
     s_ref = nets.style_encoder(x_ref, _labels(y_ref, len(x_ref), x_ref.device))
     return nets.generator(x_src, s_ref, masks=get_masks(nets, x_src))
 
-# %% ../nbs/10_sampling.ipynb #903f5616
+# %% ../nbs/10_sampling.ipynb #82cbaae7
 @torch.no_grad()
 def mean_styles(nets, n:int=10_000, # number of random z averaged per domain
                 seed:int=0, bs:int=2_000) -> Tensor: # (K,style_dim) mean style of every domain
@@ -121,12 +121,17 @@ def truncate(s:Tensor,     # (B,style_dim) styles
     "Truncation trick: move `s` towards the mean style, lerp(s_avg, s, psi)."
     return torch.lerp(s_avg.expand_as(s), s, psi)
 
-# %% ../nbs/10_sampling.ipynb #68bf1e42
+# %% ../nbs/10_sampling.ipynb #9e28aef9
 @torch.no_grad()
-def _style_rows(nets, x_src:Tensor, s_rows:Tensor) -> Tensor:
-    "G(x_src, s) for every row style s: (R,style_dim) -> (R,N,3,H,W)."
-    masks = get_masks(nets, x_src)
-    return torch.stack([nets.generator(x_src, s.expand(len(x_src), -1), masks=masks) for s in s_rows])
+def _style_rows(nets, x_src:Tensor, s_rows:Tensor, bs:int=32) -> Tensor:
+    "G(x_src, s) for every row style s: (R,style_dim) -> (R,N,3,H,W), several rows per call (up to `bs` images)."
+    N, masks = len(x_src), get_masks(nets, x_src)
+    outs = []
+    for sr in s_rows.split(max(1, bs // N)):
+        r = len(sr)   # image r*N+n gets style r and source n
+        m = None if masks is None else tuple(mk.repeat(r, 1, 1, 1) for mk in masks)
+        outs.append(nets.generator(x_src.repeat(r, 1, 1, 1), sr.repeat_interleave(N, 0), masks=m).unflatten(0, (r, N)))
+    return torch.cat(outs)
 
 @torch.no_grad()
 def reference_grid(nets, x_src:Tensor, # (N,3,H,W) sources: the top row
@@ -151,7 +156,7 @@ def latent_grid(nets, x_src:Tensor, # (N,3,H,W) sources: the top row
         s = truncate(s, s_avg.to(dev)[y_trg], psi)
     return translation_grid(x_src, None, _style_rows(nets, x_src, s))
 
-# %% ../nbs/10_sampling.ipynb #758e9d21
+# %% ../nbs/10_sampling.ipynb #03a1d90c
 @torch.no_grad()
 def cycle_strip(nets, x_src:Tensor, y_src, # (N,3,H,W) sources and their domains
                 x_ref:Tensor, y_ref,        # (N,3,H,W) references and their domains
@@ -164,7 +169,7 @@ def cycle_strip(nets, x_src:Tensor, y_src, # (N,3,H,W) sources and their domains
     x_rec = nets.generator(x_fake, s_src, masks=get_masks(nets, x_fake))
     return torch.stack([x_src, x_ref, x_fake, x_rec])
 
-# %% ../nbs/10_sampling.ipynb #42faa9e6
+# %% ../nbs/10_sampling.ipynb #6f1f9167
 def interp_alphas(n_hold:int=10) -> Tensor:
     "The official ease-in/out schedule: 0, sigmoid(-5, -4.5, …, 4.5), then 1 repeated `n_hold` times."
     return torch.cat([torch.zeros(1), torch.sigmoid(torch.arange(-5, 5, .5)), torch.ones(n_hold)])
@@ -175,7 +180,7 @@ def lerp_styles(s0:Tensor, s1:Tensor, # (style_dim,) or (1,style_dim) end points
     a = torch.as_tensor(alphas, dtype=s0.dtype, device=s0.device).reshape(-1, 1)
     return torch.lerp(s0.reshape(1, -1), s1.reshape(1, -1), a)
 
-# %% ../nbs/10_sampling.ipynb #8c404bcb
+# %% ../nbs/10_sampling.ipynb #cddd185a
 def grid_to_uint8(ims:Tensor, # (R,C,3,H,W) in [-1,1]; NaN cells become white
                  ) -> np.ndarray: # (R*H,C*W,3) uint8 mosaic
     "Tile a grid of images into one uint8 picture, the way the official sampler saves its grids."
@@ -195,7 +200,7 @@ def save_image(a:np.ndarray, path) -> Path:
     Image.fromarray(a).save(path, quality=95, subsampling=0) if path.suffix.lower() in ('.jpg', '.jpeg') else Image.fromarray(a).save(path)
     return path
 
-# %% ../nbs/10_sampling.ipynb #f19650d8
+# %% ../nbs/10_sampling.ipynb #36a06835
 def _slide_panel(x0:Tensor, x1:Tensor, alpha:float) -> Tensor:
     "A window that slides from image `x0` to image `x1` (both (3,H,W)) as alpha goes 0→1."
     W = x0.shape[-1]; off = int(round(float(alpha) * W))
@@ -208,12 +213,12 @@ def interp_frames(nets, x_src:Tensor,   # (N,3,H,W) sources
                   x0:Tensor|None=None, x1:Tensor|None=None, # (3,H,W) pictures of the two ends (references) for the sliding panel
                  ) -> np.ndarray:       # (T,H',W',3) uint8 frames, sides multiples of 16
     "Video frames: sources on top, their translations below, styles moving from `s0` to `s1`."
-    alphas = interp_alphas() if alphas is None else torch.as_tensor(alphas)
-    styles, masks, N = lerp_styles(s0, s1, alphas), get_masks(nets, x_src), len(x_src)
+    alphas = interp_alphas() if alphas is None else torch.as_tensor(alphas, dtype=torch.float)
+    uniq, inv = torch.unique(alphas, return_inverse=True)           # held frames are rendered once
+    outs = _style_rows(nets, x_src, lerp_styles(s0, s1, uniq.to(s0.device)))[inv.to(x_src.device)]
     blank = torch.ones_like(x_src[0])
     frames = []
-    for a, s in zip(alphas, styles):
-        out = nets.generator(x_src, s.expand(N, -1), masks=masks)
+    for a, out in zip(alphas, outs):
         left = _slide_panel(x0, x1, a) if x0 is not None else blank
         grid = torch.stack([torch.cat([left[None], x_src]), torch.cat([blank[None], out])])
         f = grid_to_uint8(grid)
@@ -221,7 +226,7 @@ def interp_frames(nets, x_src:Tensor,   # (N,3,H,W) sources
         frames.append(np.concatenate([f, bar]))
     return pad_to_multiple(np.stack(frames))
 
-# %% ../nbs/10_sampling.ipynb #e6c1e34a
+# %% ../nbs/10_sampling.ipynb #71590f41
 @torch.no_grad()
 def reference_video_frames(nets, x_src:Tensor, # (N,3,H,W) sources
                            x_ref:Tensor, y_ref, # (R,3,H,W) references and their domains
@@ -246,7 +251,7 @@ def latent_video_frames(nets, x_src:Tensor, y_trg:int, # sources and the target 
     fr = np.concatenate([interp_frames(nets, x_src, s[i], s[i+1], alphas) for i in range(n_codes - 1)])
     return np.concatenate([fr, np.repeat(fr[-1:], n_last, 0)])
 
-# %% ../nbs/10_sampling.ipynb #30cc7b3a
+# %% ../nbs/10_sampling.ipynb #66fba39e
 def write_mp4(frames:np.ndarray, # (T,H,W,3) uint8; H and W are padded to multiples of 16
               path, fps:float=15) -> Path:
     "Encode frames as an H.264/yuv420p MP4 with imageio's ffmpeg plugin (no system ffmpeg needed)."
@@ -266,7 +271,7 @@ def write_gif(frames:np.ndarray, # (T,H,W,3) uint8
     iio.imwrite(path, np.asarray(frames, dtype=np.uint8), extension='.gif', duration=1000 / fps, loop=loop)
     return path
 
-# %% ../nbs/10_sampling.ipynb #2e9cecd8
+# %% ../nbs/10_sampling.ipynb #53c47042
 def _sample_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='stargan_v2 sample', description='Write the reference grid, latent grids, the cycle strip and an interpolation video for a checkpoint.')
     p.add_argument('--checkpoint', required=True, help='a *_nets_ema.ckpt file, or a run/checkpoints folder (latest step)')
@@ -286,7 +291,7 @@ def _sample_parser() -> argparse.ArgumentParser:
     p.add_argument('--wing', default=None, help='FAN weights (wing.ckpt) for CelebA-HQ-style checkpoints without one')
     return p
 
-# %% ../nbs/10_sampling.ipynb #83515ca8
+# %% ../nbs/10_sampling.ipynb #64aa635c
 def _attach_fan(cfg, nets, wing, dev):
     "CelebA-HQ-style nets (w_hpf>0) need a FAN for their masks; load one if the checkpoint has none."
     if cfg.w_hpf > 0 and getattr(nets, 'fan', None) is None:
@@ -310,7 +315,7 @@ def cli_sample(argv:list|None=None) -> int:
     for f in written: print(f)
     return 0
 
-# %% ../nbs/10_sampling.ipynb #9c5163e2
+# %% ../nbs/10_sampling.ipynb #8778a4af
 def _write_samples(nets, x_src, y_src, x_ref, y_ref, doms, out:Path, a) -> list:
     "Write every picture and video of `stargan_v2 sample`; returns the paths."
     written = [save_image(grid_to_uint8(reference_grid(nets, x_src, x_ref, y_ref)), out/'reference.jpg')]
