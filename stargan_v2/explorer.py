@@ -9,7 +9,7 @@ __all__ = ['strip', 'to_png', 'from_png', 'render_latent', 'latent_explorer', 'r
            'reference_explorer', 'end_styles', 'render_interp', 'interp_explorer', 'StylePCA', 'style_pca', 'pca_style',
            'render_style_space', 'direction_effects', 'style_space_explorer']
 
-# %% ../nbs/11_explorer.ipynb #fb39c0f5
+# %% ../nbs/11_explorer.ipynb #5c14339e
 import io
 from dataclasses import dataclass
 import numpy as np
@@ -21,7 +21,7 @@ from .core import to_uint8, module_device
 from .sampling import (translate_latent, translate_reference, mean_styles, truncate, make_z, latent_dim_of,
                                  num_domains_of, get_masks, load_image)
 
-# %% ../nbs/11_explorer.ipynb #5e4ef6e0
+# %% ../nbs/11_explorer.ipynb #c4c72fcf
 def strip(ims:Tensor,          # (N,3,H,W) in [-1,1]
           size:int=96,         # displayed side of each image, in pixels
           gap:int=4) -> np.ndarray: # (size, N*size+(N-1)*gap, 3) uint8
@@ -39,7 +39,7 @@ def from_png(b:bytes) -> np.ndarray:
     "Decode PNG (or any image) bytes to a (H,W,3) uint8 array."
     return np.asarray(Image.open(io.BytesIO(b)).convert('RGB'))
 
-# %% ../nbs/11_explorer.ipynb #46deded4
+# %% ../nbs/11_explorer.ipynb #3ae05782
 @torch.no_grad()
 def render_latent(nets, x_src:Tensor,  # (3,H,W) one source
                   y_trg:int,            # target domain
@@ -52,7 +52,7 @@ def render_latent(nets, x_src:Tensor,  # (3,H,W) one source
     xs = x_src[None].expand(len(zs), -1, -1, -1)
     return torch.cat([x_src[None], translate_latent(nets, xs, y_trg, z_trg=zs, psi=psi, s_avg=s_avg)])
 
-# %% ../nbs/11_explorer.ipynb #239cc20d
+# %% ../nbs/11_explorer.ipynb #c61c9c9b
 def _source_options(y_pool, domains) -> list:
     return [(f'{i}: {domains[int(y)]}', i) for i, y in enumerate(y_pool)]
 
@@ -75,7 +75,7 @@ def latent_explorer(nets, x_pool:Tensor, y_pool:Tensor, domains:list, # images t
     update()
     return W.VBox([W.HBox([src, dom]), W.HBox([seed, resample, psi]), img])
 
-# %% ../nbs/11_explorer.ipynb #2c1f7e02
+# %% ../nbs/11_explorer.ipynb #55c50811
 @torch.no_grad()
 def render_reference(nets, x_src:Tensor, # (3,H,W) source
                      x_ref:Tensor,        # (3,H,W) reference
@@ -89,7 +89,7 @@ def image_from_bytes(b:bytes, img_size:int) -> Tensor:
     "An uploaded image file (bytes) as a (3,S,S) tensor in [-1,1]."
     return load_image(io.BytesIO(b), img_size)
 
-# %% ../nbs/11_explorer.ipynb #34dfd453
+# %% ../nbs/11_explorer.ipynb #e2f7a9f5
 def _upload_bytes(value) -> bytes|None:
     "Content of the first uploaded file of an ipywidgets 8 `FileUpload` value (None if empty)."
     if not value: return None
@@ -123,7 +123,7 @@ def reference_explorer(nets, x_pool:Tensor, y_pool:Tensor, domains:list, size:in
     return W.VBox([W.HTML('<b>gallery</b> (indices from 0, left to right)'), gallery,
                    W.HBox([src, ref, dom]), W.HBox([swap, upload]), img])
 
-# %% ../nbs/11_explorer.ipynb #596424fc
+# %% ../nbs/11_explorer.ipynb #442adb7d
 @torch.no_grad()
 def end_styles(nets, mode:str, # 'references', 'latents' or 'domains'
                a, b,            # references: (x_ref, y_ref) pairs; latents: seeds; domains: domain labels
@@ -148,7 +148,7 @@ def render_interp(nets, x_src:Tensor, s0:Tensor, s1:Tensor, t:float) -> Tensor: 
     s = torch.stack([s0, torch.lerp(s0, s1, float(t)), s1])
     return torch.cat([x_src[None], nets.generator(x_src[None].expand(3, -1, -1, -1), s, masks=get_masks(nets, x_src[None].expand(3, -1, -1, -1)))])
 
-# %% ../nbs/11_explorer.ipynb #695eeefd
+# %% ../nbs/11_explorer.ipynb #3fb32986
 def interp_explorer(nets, x_pool:Tensor, y_pool:Tensor, domains:list, size:int=96) -> W.VBox:
     "Widget: a slider t between two styles (two references, two seeds, or one seed in two domains)."
     opts = _source_options(y_pool, domains); doms = [(d, k) for k, d in enumerate(domains)]
@@ -172,7 +172,7 @@ def interp_explorer(nets, x_pool:Tensor, y_pool:Tensor, domains:list, size:int=9
     update()
     return W.VBox([mode, W.HBox([src, t]), box, W.HTML('source · t=0 · <b>t</b> · t=1'), img])
 
-# %% ../nbs/11_explorer.ipynb #b1791c42
+# %% ../nbs/11_explorer.ipynb #10db85fd
 @dataclass
 class StylePCA:
     "Principal directions of one domain's style space."
@@ -201,7 +201,7 @@ def render_style_space(nets, x_src:Tensor, pca:StylePCA, coeffs) -> Tensor: # (2
     out = nets.generator(x_src[None], pca_style(pca, coeffs)[None], masks=get_masks(nets, x_src[None]))
     return torch.cat([x_src[None], out])
 
-# %% ../nbs/11_explorer.ipynb #0d5619ba
+# %% ../nbs/11_explorer.ipynb #ca7f74d2
 def _shape_changes(lo, hi) -> dict:
     "Scores (0..1-ish) of how much each Shapes attribute changes between two `measure_shapes` tables."
     from stargan_v2.shapes import hue_dist
@@ -230,7 +230,7 @@ def direction_effects(nets, x_src:Tensor, # (N,3,H,W) sources
             rows.append({'domain': p.y, 'direction': i, 'std': float(p.std[i]), **sc, 'controls': max(sc, key=sc.get)})
     return pd.DataFrame(rows)
 
-# %% ../nbs/11_explorer.ipynb #683f2199
+# %% ../nbs/11_explorer.ipynb #c0ebca03
 def style_space_explorer(nets, x_pool:Tensor, y_pool:Tensor, domains:list, k:int=4, size:int=96,
                          effects=None) -> W.VBox: # `direction_effects` table to show beside the sliders
     "Widget: sliders along the top-k principal directions of the chosen domain's style space."
