@@ -9,7 +9,7 @@ __all__ = ['IMG_EXTS', 'DATASETS', 'DataError', 'find_images', 'domain_names', '
            'augment', 'plan_train_batch', 'StarGANLoader', 'data_root', 'get_dls', 'fixed_batch', 'download_dataset',
            'download_afhq', 'download_afhq_v2', 'download_celeba_hq', 'DatasetReport', 'check_dataset', 'cli_data']
 
-# %% ../nbs/04a_data.ipynb #36e12455
+# %% ../nbs/04a_data.ipynb #ecf5b79c
 import argparse, copy, math, os, shutil, sys, warnings, zipfile
 from collections import Counter
 from pathlib import Path
@@ -22,7 +22,7 @@ from fastai.data.core import DataLoaders
 from .core import Config, cache_dir, default_device, download_url, DownloadError
 from .shapes import make_shapes, shapes_path
 
-# %% ../nbs/04a_data.ipynb #34d35e2d
+# %% ../nbs/04a_data.ipynb #802d9348
 IMG_EXTS = ('.png', '.jpg', '.jpeg')
 
 class DataError(ValueError):
@@ -38,7 +38,7 @@ def find_images(folder) -> list:
 def _layout_hint(root) -> str:
     return f"Expected {root}/train/<domain>/*.png|jpg and {root}/val/<domain>/… (one sub-folder per domain, as in AFHQ)."
 
-# %% ../nbs/04a_data.ipynb #cf08f3c9
+# %% ../nbs/04a_data.ipynb #cb295b4a
 def domain_names(root, split:str='train') -> list:
     "Sorted domain (sub-folder) names of `root/split`; their positions are the labels."
     root = Path(root)
@@ -56,7 +56,7 @@ def domain_names(root, split:str='train') -> list:
                         f"so it needs at least two sub-folders. {_layout_hint(root)}")
     return names
 
-# %% ../nbs/04a_data.ipynb #a8e916ae
+# %% ../nbs/04a_data.ipynb #821d6d8d
 class BadImageError(DataError):
     "An image file cannot be read."
 
@@ -75,7 +75,7 @@ def load_rgb(path) -> Image.Image:
         raise BadImageError(f"Cannot read image {path}: {e}. Delete or replace the file "
                             f"(`stargan_v2 data check ROOT` lists every unreadable file).") from e
 
-# %% ../nbs/04a_data.ipynb #9f9648df
+# %% ../nbs/04a_data.ipynb #bacc6b60
 class DomainFolder(torch.utils.data.Dataset):
     "The images of one split of `root/{split}/<domain>/*`, grouped by domain (labels = sorted folder order)."
     def __init__(self, root, split:str='train', img_size:int=256, on_bad:str='skip', cache:bool|None=None):
@@ -89,13 +89,13 @@ class DomainFolder(torch.utils.data.Dataset):
             self.starts.append(len(self.files)); self.counts.append(len(fs))
             self.files += fs; self.labels += [y] * len(fs)
         self.cache = (len(self.files) <= 5000) if cache is None else cache
-        self._mem, self.bad, self._warned_small = {}, set(), set()
+        self._mem, self.bad, self._warned_small = {}, set(), False
 
     def __len__(self): return len(self.files)
     def __repr__(self): return (f"DomainFolder({self.root/self.split}: " +
                                 ', '.join(f'{d}={n}' for d, n in zip(self.domains, self.counts)) + ')')
 
-# %% ../nbs/04a_data.ipynb #8728c8fb
+# %% ../nbs/04a_data.ipynb #9e457665
 def _load(self:DomainFolder, i:int) -> Image.Image:
     "The RGB image `i`, or (on_bad='skip') the next readable image of the same domain."
     y = self.labels[i]
@@ -107,16 +107,17 @@ def _load(self:DomainFolder, i:int) -> Image.Image:
         except BadImageError as e:
             if self.on_bad == 'error': raise
             self.bad.add(j); warnings.warn(f"Skipping unreadable image {self.files[j]}: {e}"); continue
-        if min(im.size) < self.img_size and j not in self._warned_small:
-            self._warned_small.add(j)
-            warnings.warn(f"Image {self.files[j]} is {im.size[0]}×{im.size[1]}, smaller than the training size "
-                          f"{self.img_size}; it is upscaled (blurry). Remove it or lower img_size.")
+        if min(im.size) < self.img_size and not self._warned_small:
+            self._warned_small = True
+            warnings.warn(f"Image {self.files[j]} is {im.size[0]}×{im.size[1]}, smaller than the training size {self.img_size}; "
+                          f"it is upscaled (blurry). Remove such images or lower img_size; this warning is shown once, "
+                          f"`stargan_v2 data check {self.root} --img-size {self.img_size}` lists them all.")
         if self.cache: self._mem[j] = im
         return im
     raise DataError(f"No readable image in {self.root/self.split/self.domains[y]}. Replace the files there.")
 DomainFolder.load = _load
 
-# %% ../nbs/04a_data.ipynb #830642d7
+# %% ../nbs/04a_data.ipynb #981a62c5
 def _crop_box(w:int, h:int, g:torch.Generator, scale=(0.8, 1.0), ratio=(0.9, 1.1)):
     "Random (top, left, height, width) covering `scale` of the area with aspect in `ratio` (RandomResizedCrop's rule)."
     u = lambda lo, hi: lo + (hi - lo) * torch.rand((), generator=g).item()
@@ -142,7 +143,7 @@ def augment(im:Image.Image,       # an RGB image
     if seed is not None and torch.rand((), generator=g).item() < 0.5: im = TF.hflip(im)
     return TF.to_tensor(im) * 2 - 1
 
-# %% ../nbs/04a_data.ipynb #88326820
+# %% ../nbs/04a_data.ipynb #33172488
 def _draw_in_domain(ds:DomainFolder, y:Tensor, g=None) -> Tensor:
     "One random file index inside each domain of `y`."
     starts, counts = torch.tensor(ds.starts), torch.tensor(ds.counts)
@@ -165,7 +166,7 @@ def plan_train_batch(ds:DomainFolder, bs:int, latent_dim:int, g=None) -> list:
     z, z2 = torch.randn(bs, latent_dim, generator=g), torch.randn(bs, latent_dim, generator=g)
     return [(int(i_src[k]), int(i_ref[k]), int(i_ref2[k]), int(y_trg[k]), seeds[k].tolist(), z[k], z2[k]) for k in range(bs)]
 
-# %% ../nbs/04a_data.ipynb #3f80106f
+# %% ../nbs/04a_data.ipynb #d16d0ec2
 class _PlanSet(torch.utils.data.Dataset):
     "Turns one sample plan into tensors (x_src, y_src, x_ref, x_ref2, y_trg, z_trg, z_trg2)."
     def __init__(self, ds:DomainFolder, size:int, crop_prob:float, train:bool):
@@ -178,7 +179,7 @@ class _PlanSet(torch.utils.data.Dataset):
     def batch(self, plans:list) -> tuple:
         return tuple(torch.stack(v) for v in zip(*[self[p] for p in plans]))
 
-# %% ../nbs/04a_data.ipynb #cc6cad5d
+# %% ../nbs/04a_data.ipynb #c6f06a72
 class StarGANLoader:
     "Yields StarGAN v2 batches (x_src, y_src, x_ref, x_ref2, y_trg, z_trg, z_trg2) on `device`; usable in fastai `DataLoaders`."
     n_inp = 7
@@ -202,7 +203,7 @@ class StarGANLoader:
         return dl
     def __repr__(self): return f"StarGANLoader({'train' if self.train else 'valid'}, bs={self.bs}, {len(self)} batches, {self.dataset})"
 
-# %% ../nbs/04a_data.ipynb #0e329269
+# %% ../nbs/04a_data.ipynb #64921180
 def _valid_plans(ds:DomainFolder, latent_dim:int, seed:int) -> list:
     "Every image once as a source (domains interleaved), with seeded references and z's."
     g = torch.Generator().manual_seed(seed)
@@ -224,7 +225,7 @@ def _iter(self:StarGANLoader):
     for b in batches: yield tuple(t.to(self.device, non_blocking=True) for t in b)
 StarGANLoader.__iter__ = _iter
 
-# %% ../nbs/04a_data.ipynb #9429f6a2
+# %% ../nbs/04a_data.ipynb #e5dc568a
 DATASETS = {  # name -> official download URL (section 10 of the fact sheet)
     'afhq':      'https://www.dropbox.com/s/t9l9o3vsx2jai3z/afhq.zip?dl=0',
     'afhq_v2':   'https://www.dropbox.com/s/vkzjokiwof5h8w6/afhq_v2.zip?dl=0',
@@ -242,7 +243,7 @@ def data_root(data:str, cache=None) -> Path:
         return p
     return Path(data).expanduser()
 
-# %% ../nbs/04a_data.ipynb #d2913618
+# %% ../nbs/04a_data.ipynb #68a0079a
 def get_dls(cfg:Config,                # the run's configuration (img_size, num_domains, batch sizes, latent_dim, data)
             root=None,                 # dataset folder; None: the one named by cfg.data
             bs:int|None=None,          # train batch size; None: cfg.batch_size
@@ -266,7 +267,7 @@ def get_dls(cfg:Config,                # the run's configuration (img_size, num_
     dls.domains = tr.domains
     return dls
 
-# %% ../nbs/04a_data.ipynb #1aefec03
+# %% ../nbs/04a_data.ipynb #0371c35d
 def fixed_batch(dls:DataLoaders, n:int|None=None) -> tuple:
     "A fixed validation batch (x_src, y_src, x_ref, y_ref) for sample grids: the same on every call."
     v = dls.valid
@@ -274,7 +275,7 @@ def fixed_batch(dls:DataLoaders, n:int|None=None) -> tuple:
     x_src, y_src, x_ref, _, y_ref = (t.to(dls.device) for t in b[:5])
     return x_src, y_src, x_ref, y_ref
 
-# %% ../nbs/04a_data.ipynb #4cddebe6
+# %% ../nbs/04a_data.ipynb #17280caf
 def _safe_extract(zf:zipfile.ZipFile, dest:Path):
     "Extract `zf` into `dest`, refusing members that would land outside it."
     dest = dest.resolve()
@@ -289,7 +290,7 @@ def _find_split_root(folder:Path) -> Path:
     if not cands: raise DataError(f"The downloaded archive has no train/ folder (looked in {folder}). Is it the right file?")
     return cands[0]
 
-# %% ../nbs/04a_data.ipynb #693a4031
+# %% ../nbs/04a_data.ipynb #47a5234f
 def download_dataset(name:str,             # 'afhq', 'afhq_v2' or 'celeba_hq'
                      cache=None,           # folder to put <name>.zip and <name>/ in; None: cache_dir('data')
                      url:str|None=None,    # override the official URL (a mirror, or a local file:// zip)
@@ -327,7 +328,7 @@ def download_celeba_hq(cache=None, url=None) -> Path:
     "CelebA-HQ (female, male) into `cache`/celeba_hq."
     return download_dataset('celeba_hq', cache, url)
 
-# %% ../nbs/04a_data.ipynb #b4c1dbbd
+# %% ../nbs/04a_data.ipynb #21751101
 class DatasetReport:
     "What `check_dataset` found: domains, counts per split, sizes, modes and problems (each naming a file or folder)."
     def __init__(self, root): self.root, self.domains, self.counts, self.sizes, self.modes, self.problems = Path(root), [], {}, Counter(), Counter(), []
@@ -346,7 +347,7 @@ class DatasetReport:
         return '\n'.join(lines)
     __repr__ = __str__
 
-# %% ../nbs/04a_data.ipynb #93c42a76
+# %% ../nbs/04a_data.ipynb #9b75644c
 _OTHER_IMG_EXTS = ('.webp', '.bmp', '.gif', '.tif', '.tiff')
 
 def _check_image(path:Path, img_size, rep:DatasetReport):
@@ -380,7 +381,7 @@ def check_dataset(root,                   # dataset folder, laid out as root/{tr
     if (n := sum(v for m, v in rep.modes.items() if m != 'RGB')): print(f"note: {n} images are not RGB ({dict(rep.modes)}); they are converted when loaded.")
     return rep
 
-# %% ../nbs/04a_data.ipynb #142436c8
+# %% ../nbs/04a_data.ipynb #d018e496
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='stargan_v2 data', description='Make, check or download a dataset of domain folders.')
     sub = p.add_subparsers(dest='cmd', required=True, metavar='{shapes,check,download}')
@@ -395,7 +396,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument('--url', default=None, help='a mirror or a local file:// zip instead of the official URL')
     return p
 
-# %% ../nbs/04a_data.ipynb #fc890ada
+# %% ../nbs/04a_data.ipynb #7a270f8e
 def cli_data(argv:list|None=None) -> int:
     "`stargan_v2 data {shapes,check,download}`."
     a = _parser().parse_args(argv)

@@ -200,6 +200,10 @@ def test_corrupt_and_small_images(tmp_path):
     msgs = [str(x.message) for x in w]
     assert any('Skipping unreadable image' in m and '1.jpg' in m for m in msgs)
     assert any('smaller than the training size' in m for m in msgs) and im.size == (12, 12)
+    with warnings.catch_warnings(record=True) as w2:
+        warnings.simplefilter('always')
+        for k in range(len(ds)): ds.load(k)
+    assert not [x for x in w2 if 'smaller' in str(x.message)]          # the small-image warning is shown once
     with pytest.raises(BadImageError, match='1.jpg'): DomainFolder(root, 'train', img_size=16, on_bad='error').load(i)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
