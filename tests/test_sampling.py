@@ -151,10 +151,11 @@ class _TinyFAN(torch.nn.Module):
 
 
 def test_cli_sample_celeba_like_checkpoint_gets_fan_masks(tmp_path, monkeypatch, capsys):
-    "A w_hpf>0 checkpoint without a FAN: `sample` loads one (here a stand-in for wing.ckpt) and G uses the masks."
+    """An official-style w_hpf>0 file (no config.json, no FAN): `sample` infers the config, loads a FAN (here a stand-in
+    for wing.ckpt) and G uses the masks."""
     import stargan_v2.fan, stargan_v2.checkpoints
     set_seed(0); cfg = Config.tiny(img_size=32, w_hpf=1.); nets = build_nets(cfg).eval()
-    run = _run_dir(tmp_path, cfg, nets)
+    run = _run_dir(tmp_path, cfg, nets, with_config=False)/'checkpoints'/'000010_nets_ema.ckpt'   # like the official file
     fan = _TinyFAN()
     monkeypatch.setattr(stargan_v2.fan, 'load_fan', lambda path=None, **kw: fan)
     monkeypatch.setattr(stargan_v2.checkpoints, 'load_fan', lambda *a, **kw: (_ for _ in ()).throw(FileNotFoundError('no cache')), raising=False)
