@@ -8,7 +8,7 @@ Docs: https://github.com/stargan-v2-course/stargan_v2/shapes.html.md"""
 __all__ = ['SHAPE_DOMAINS', 'PATTERNS', 'sample_shape_params', 'shape_colours', 'shape_vertices', 'render_shape', 'make_shapes',
            'shapes_path', 'hue_dist', 'measure_shapes']
 
-# %% ../nbs/04_shapes.ipynb #9a966e1a
+# %% ../nbs/04_shapes.ipynb #227de3e8
 import colorsys, math, zlib
 from pathlib import Path
 import numpy as np
@@ -18,7 +18,7 @@ from PIL import Image
 from scipy import ndimage
 from .core import cache_dir
 
-# %% ../nbs/04_shapes.ipynb #f4eb8883
+# %% ../nbs/04_shapes.ipynb #766401bf
 SHAPE_DOMAINS = ('circle', 'square', 'triangle')
 PATTERNS = ('solid', 'stripes', 'dots', 'checks')
 _N_SIDES = {'circle': 0, 'triangle': 3, 'square': 4, 'pentagon': 5, 'hexagon': 6}
@@ -33,7 +33,7 @@ _DOMAIN_STYLE = {  # domain -> (mean fill hue in degrees, probabilities of PATTE
 def _check_domain(d:str):
     if d not in _N_SIDES: raise ValueError(f"Unknown shape domain {d!r}; the generator draws {tuple(_N_SIDES)}.")
 
-# %% ../nbs/04_shapes.ipynb #3e2de143
+# %% ../nbs/04_shapes.ipynb #052e982c
 def sample_shape_params(rng:np.random.Generator, # the image's own generator
                         domain:str,              # one of circle, triangle, square, pentagon, hexagon
                        ) -> dict:                # content and style parameters of one image
@@ -51,7 +51,7 @@ def sample_shape_params(rng:np.random.Generator, # the image's own generator
     if p['pattern_tone'] == 'dark': p['pattern_amount'] = rng.uniform(0.4, 0.65)
     return p
 
-# %% ../nbs/04_shapes.ipynb #c3eed4ec
+# %% ../nbs/04_shapes.ipynb #a190178d
 def _hsv2rgb(h, s, v) -> np.ndarray: return np.array(colorsys.hsv_to_rgb((h % 360) / 360, s, v))
 
 def shape_colours(p:dict):
@@ -61,7 +61,7 @@ def shape_colours(p:dict):
     pat = fill * (1 - p['pattern_amount']) + target * p['pattern_amount']
     return fill, pat, _hsv2rgb(p['bg_hue'], p['bg_sat'], p['bg_val'])
 
-# %% ../nbs/04_shapes.ipynb #c8053c8f
+# %% ../nbs/04_shapes.ipynb #9eca95a8
 def shape_vertices(domain:str, cx:float, cy:float, size:float, rotation:float) -> list:
     "Vertices (x,y) in pixels (y down) of the regular polygon of area size², rotated counter-clockwise by `rotation`°."
     n = _N_SIDES[domain]
@@ -70,7 +70,7 @@ def shape_vertices(domain:str, cx:float, cy:float, size:float, rotation:float) -
     angles = [math.radians(rotation + a0 + 360 * k / n) for k in range(n)]
     return [(cx + R * math.cos(a), cy - R * math.sin(a)) for a in angles]
 
-# %% ../nbs/04_shapes.ipynb #c8a8814d
+# %% ../nbs/04_shapes.ipynb #e48c3535
 def _pattern_mask(p:dict, n:int, ss:int) -> np.ndarray:
     "Boolean (n·ss, n·ss): True where the pattern colour replaces the fill (geometry in the 64-px frame)."
     if p['pattern'] == 'solid': return np.zeros((n*ss, n*ss), bool)
@@ -97,7 +97,7 @@ def _shape_mask(p:dict, n:int, ss:int) -> np.ndarray:
         inside &= (bx - ax) * (dy - ay) - (by - ay) * (dx - ax) >= 0    # left of every edge
     return inside
 
-# %% ../nbs/04_shapes.ipynb #fead10be
+# %% ../nbs/04_shapes.ipynb #7c2f04fb
 def render_shape(p:dict,      # parameters from `sample_shape_params` (64-px frame)
                  n:int=64,    # output side in pixels
                  ss:int=4,    # supersampling factor
@@ -108,7 +108,7 @@ def render_shape(p:dict,      # parameters from `sample_shape_params` (64-px fra
     big = np.where(obj[..., None], np.where(pm[..., None], pat, fill), bg)
     return np.round(big.reshape(n, ss, n, ss, 3).mean((1, 3)) * 255).astype(np.uint8)
 
-# %% ../nbs/04_shapes.ipynb #13e3464a
+# %% ../nbs/04_shapes.ipynb #ba2969a0
 def _image_rng(seed:int, split:str, domain:str, i:int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(split.encode()), zlib.crc32(domain.encode()), i])
 
@@ -136,7 +136,7 @@ def make_shapes(root,                    # folder to write (created)
     for p in old - set(df.path): (root/p).unlink(missing_ok=True)   # images of an earlier, larger run
     return df
 
-# %% ../nbs/04_shapes.ipynb #a770f174
+# %% ../nbs/04_shapes.ipynb #a79f0cac
 def shapes_path(seed:int=0) -> Path:
     "The Shapes dataset: the repo's `lessons_data/shapes` in a clone, else generated once into `cache_dir('shapes')`."
     import stargan_v2
@@ -148,7 +148,7 @@ def shapes_path(seed:int=0) -> Path:
         make_shapes(dest, seed=seed)
     return dest
 
-# %% ../nbs/04_shapes.ipynb #36047117
+# %% ../nbs/04_shapes.ipynb #96c66a8a
 def hue_dist(a, b):
     "Circular distance between hues (or any angles) in degrees, in [0, 180]."
     d = np.abs((np.asarray(a, dtype=float) - np.asarray(b, dtype=float)) % 360)
@@ -167,7 +167,7 @@ def _hue_deg(ab:np.ndarray) -> float:
     rgb = (rgb - rgb.min()) / (rgb.max() - rgb.min())
     return colorsys.rgb_to_hsv(*rgb)[0] * 360
 
-# %% ../nbs/04_shapes.ipynb #a53bd939
+# %% ../nbs/04_shapes.ipynb #80e7940b
 def _to_float_images(images) -> list:
     "A list of (H,W,3) float arrays in [0,1] from a (B,3,H,W) tensor in [-1,1], or a list of PIL images / uint8 arrays."
     if isinstance(images, torch.Tensor):
@@ -182,7 +182,7 @@ def _to_float_images(images) -> list:
         out.append(a[..., :3].astype(np.float64) / (255. if a.dtype == np.uint8 else 1.))
     return out
 
-# %% ../nbs/04_shapes.ipynb #c3dd424e
+# %% ../nbs/04_shapes.ipynb #51c7132d
 def _border(a:np.ndarray) -> np.ndarray: return np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
 
 def _segment(im:np.ndarray, thr:float=0.07):
@@ -202,7 +202,7 @@ def _segment(im:np.ndarray, thr:float=0.07):
     alpha = np.where(inner, 1., np.where(m, np.clip(d / max(c, 1e-3), 0, 1), 0.))
     return bg, m, alpha, noise
 
-# %% ../nbs/04_shapes.ipynb #c44792e6
+# %% ../nbs/04_shapes.ipynb #38930231
 def _templates(shape:str, h:int, w:int, cx:float, cy:float, size:float, step:float=1.):
     "Soft masks (R,h,w) of `shape` (area size², centre cx,cy) at every rotation of its symmetry period, and the rotations."
     yy, xx = np.mgrid[0:h, 0:w] + 0.5
@@ -217,16 +217,16 @@ def _templates(shape:str, h:int, w:int, cx:float, cy:float, size:float, step:flo
     return np.clip(0.5 - sd, 0, 1), rots
 
 def _fit_shape(m:np.ndarray, cx, cy, size, domains):
-    "The (domain, rotation, IoU) of the template that best overlaps the soft mask `m`."
-    best = (None, np.nan, -1.)
+    "The (domain, rotation, IoU) of the template that best overlaps the soft mask `m`, and each domain's best IoU."
+    best, ious = (None, np.nan, -1.), {}
     for d in domains:
         t, rots = _templates(d, *m.shape, cx, cy, size)
         iou = np.minimum(t, m).sum((1, 2)) / np.maximum(t, m).sum((1, 2))
-        k = int(iou.argmax())
+        k = int(iou.argmax()); ious[f'iou_{d}'] = float(iou[k])
         if iou[k] > best[2]: best = (d, float(rots[k]), float(iou[k]))
-    return best
+    return best, ious
 
-# %% ../nbs/04_shapes.ipynb #4b696a2b
+# %% ../nbs/04_shapes.ipynb #f39f04e3
 def _pattern(L:np.ndarray, inside:np.ndarray, noise:float=0.):
     "Texture class of the luminance `L` inside the mask: solid, stripes, dots or checks (and the stripes' angle)."
     v = L[inside]
@@ -241,7 +241,7 @@ def _pattern(L:np.ndarray, inside:np.ndarray, noise:float=0.):
     frac = (v > (lo + hi) / 2).mean()
     return ('dots' if min(frac, 1 - frac) < 0.38 else 'checks'), np.nan
 
-# %% ../nbs/04_shapes.ipynb #651c80a4
+# %% ../nbs/04_shapes.ipynb #a85c28b1
 def _measure_one(im:np.ndarray, domains) -> dict:
     "All attributes of one (H,W,3) float image; lengths in pixels of a 64-px frame."
     h, w = im.shape[:2]
@@ -249,7 +249,8 @@ def _measure_one(im:np.ndarray, domains) -> dict:
     bg, m, alpha, noise = _segment(im)
     out = dict(domain=None, cx=np.nan, cy=np.nan, size=np.nan, rotation=np.nan, fill_hue=np.nan, fill_sat=np.nan,
                fill_val=np.nan, pattern=None, pattern_angle=np.nan, bg_hue=_hue_deg(_chroma(bg)),
-               bg_sat=float((bg.max() - bg.min()) / max(bg.max(), 1e-6)), bg_val=float(bg.max()), shape_iou=np.nan)
+               bg_sat=float((bg.max() - bg.min()) / max(bg.max(), 1e-6)), bg_val=float(bg.max()), shape_iou=np.nan,
+               **{f'iou_{d}': np.nan for d in domains})
     if alpha.sum() < 3: return out
     yy, xx = np.mgrid[0:h, 0:w] + 0.5
     area = alpha.sum()
@@ -257,7 +258,7 @@ def _measure_one(im:np.ndarray, domains) -> dict:
     ys, xs = np.nonzero(m)
     r0, c0 = max(ys.min() - 2, 0), max(xs.min() - 2, 0)                      # fit templates on the object's box only
     box = alpha[r0:ys.max() + 3, c0:xs.max() + 3]
-    dom, rot, iou = _fit_shape(box, cx - c0, cy - r0, math.sqrt(area), domains)
+    (dom, rot, iou), ious = _fit_shape(box, cx - c0, cy - r0, math.sqrt(area), domains)
     er = max(1, round(2 / k))
     inside = ndimage.binary_erosion(m, iterations=er)
     if inside.sum() < 6: inside = m
@@ -267,10 +268,10 @@ def _measure_one(im:np.ndarray, domains) -> dict:
     out.update(domain=dom, cx=cx * k, cy=cy * k, size=math.sqrt(area) * k, rotation=rot, shape_iou=iou,
                fill_hue=_hue_deg(_chroma(px).mean(0)), fill_val=float(np.median(px.max(-1))),
                fill_sat=float(np.median((px.max(-1) - px.min(-1)) / np.maximum(px.max(-1), 1e-6))),
-               pattern=pat, pattern_angle=pang)
+               pattern=pat, pattern_angle=pang, **ious)
     return out
 
-# %% ../nbs/04_shapes.ipynb #9ad1902b
+# %% ../nbs/04_shapes.ipynb #addffbe3
 def measure_shapes(images,                 # (B,3,H,W) tensor in [-1,1], or a list of PIL images / uint8 (H,W,3) arrays
                    domains=SHAPE_DOMAINS,  # the candidate shapes
                   ) -> pd.DataFrame:       # one row per image

@@ -114,7 +114,9 @@ def test_measure_shapes_tensor_input_matches_arrays():
     a, b = measure_shapes(x), measure_shapes([Image.fromarray(i) for i in ims])
     assert list(a.domain) == list(b.domain)
     assert np.allclose(a.cx, b.cx, atol=1e-4) and np.allclose(a.fill_hue, b.fill_hue, atol=1e-3)
-    assert {'domain', 'cx', 'cy', 'size', 'rotation', 'fill_hue', 'pattern', 'bg_hue'} <= set(a.columns)
+    assert {'domain', 'cx', 'cy', 'size', 'rotation', 'fill_hue', 'pattern', 'bg_hue', 'iou_circle', 'iou_triangle'} <= set(a.columns)
+    ious = a[[f'iou_{d}' for d in SHAPE_DOMAINS]].to_numpy()
+    assert (np.array(SHAPE_DOMAINS)[ious.argmax(1)] == a.domain).all() and np.allclose(ious.max(1), a.shape_iou)
     with pytest.raises(ValueError, match=r'\(B,3,H,W\)'): measure_shapes(torch.zeros(2, 1, 8, 8))
 
 
