@@ -9,7 +9,7 @@ __all__ = ['domain_folders', 'tasks', 'load_split', 'translate', 'circ_mean', 'c
            'measured_folder', 'shapes_scores', 'evaluate_task', 'evaluate', 'results_table', 'write_results',
            'cli_eval']
 
-# %% ../nbs/08a_evaluate.ipynb #b4c61991
+# %% ../nbs/08a_evaluate.ipynb #19b398dd
 import argparse, json, math, sys, time
 from dataclasses import asdict
 from pathlib import Path
@@ -18,11 +18,11 @@ import pandas as pd
 import torch
 from torch import nn, Tensor
 from .core import Config, cache_dir, module_device, default_device, to_uint8
-from .metrics import (frechet_distance, activation_stats, list_images, load_images, folder_stats,
+from .metrics import (frechet_distance, fid_to_stats, activation_stats, list_images, load_images, folder_stats,
                                 inception_features, load_lpips, lpips_diversity, _files_key)
 from .shapes import measure_shapes, shapes_path, hue_dist, SHAPE_DOMAINS, PATTERNS
 
-# %% ../nbs/08a_evaluate.ipynb #f24a2d22
+# %% ../nbs/08a_evaluate.ipynb #407a666f
 def domain_folders(root, split:str='val') -> list:
     "Sorted domain names (sub-folders) of root/split."
     d = Path(root)/split
@@ -39,7 +39,7 @@ def load_split(root, domains, img_size:int, split:str='val', n:int|None=None) ->
     "{domain: (N,3,S,S) float images in [-1,1]} for the first `n` files of each domain folder."
     return {d: load_images(list_images(Path(root)/split/d)[:n], img_size).float() / 127.5 - 1 for d in domains}
 
-# %% ../nbs/08a_evaluate.ipynb #7edb37b9
+# %% ../nbs/08a_evaluate.ipynb #590da79b
 def _masks(nets, x:Tensor):
     "Masks for G's high-pass path, if `nets` has one (`Nets.get_masks`), else None."
     f = getattr(nets, 'get_masks', None)
@@ -60,7 +60,7 @@ def translate(nets,                # EMA `Nets` (generator, mapping_network, sty
     s = nets.mapping_network(z.to(dev), y) if z is not None else nets.style_encoder(x_ref.to(dev), y)
     return nets.generator(x_src, s, masks=_masks(nets, x_src))
 
-# %% ../nbs/08a_evaluate.ipynb #7114c789
+# %% ../nbs/08a_evaluate.ipynb #f2738b15
 def circ_mean(deg) -> float:
     "Circular mean of angles in degrees (NaNs ignored)."
     a = np.radians(np.asarray(deg, float)); a = a[~np.isnan(a)]
@@ -73,7 +73,7 @@ def circ_std(deg) -> float:
     R = min(1., math.hypot(np.sin(a).mean(), np.cos(a).mean()))
     return float(np.degrees(math.sqrt(-2 * math.log(max(R, 1e-12)))))
 
-# %% ../nbs/08a_evaluate.ipynb #7a05f578
+# %% ../nbs/08a_evaluate.ipynb #8cc26ddc
 _FEAT_SCALE = {'cx': 6., 'cy': 6., 'size': 2., 'hue_x': .5, 'hue_y': .5, 'fill_val': .1, 'bg_val': .06, 'bg_sat': .04}
 
 def shape_features(df:pd.DataFrame) -> np.ndarray:  # (N, 8 + len(PATTERNS) + len(SHAPE_DOMAINS))
@@ -87,10 +87,11 @@ def shape_features(df:pd.DataFrame) -> np.ndarray:  # (N, 8 + len(PATTERNS) + le
     return np.nan_to_num(np.concatenate([num, pat, dom], 1))
 
 def shapes_fid(df_fake:pd.DataFrame, df_real:pd.DataFrame) -> float:
-    "Fréchet distance between the attribute vectors of measured fake and real images."
+    "Fréchet distance between the attribute vectors of measured fake and real images (NaN for fewer than 2 images)."
+    if min(len(df_fake), len(df_real)) < 2: return float('nan')
     return frechet_distance(*activation_stats(shape_features(df_fake)), *activation_stats(shape_features(df_real)), method='eigh')
 
-# %% ../nbs/08a_evaluate.ipynb #c012cc59
+# %% ../nbs/08a_evaluate.ipynb #f590134e
 def measured_folder(folder, img_size:int, cache:bool|Path=True) -> pd.DataFrame:
     "`measure_shapes` of every image in `folder` (resized to img_size), cached as CSV."
     files = list_images(folder)
@@ -103,25 +104,30 @@ def measured_folder(folder, img_size:int, cache:bool|Path=True) -> pd.DataFrame:
         tmp = path.with_suffix('.tmp'); df.to_csv(tmp, index=False); tmp.replace(path)
     return df
 
-# %% ../nbs/08a_evaluate.ipynb #cba7e2a3
+# %% ../nbs/08a_evaluate.ipynb #7fbfa89e
 def _rot_err(a, b) -> np.ndarray:
     "Rotation difference modulo 30° (NaN when either shape has no rotation, e.g. a circle)."
     d = np.abs(np.asarray(a, float) - np.asarray(b, float)) % 30
     return np.minimum(d, 30 - d)
 
+def _nanmean(a) -> float:
+    "Mean ignoring NaNs; NaN (without a warning) when nothing is left."
+    a = np.asarray(a, float); a = a[~np.isnan(a)]
+    return float(a.mean()) if len(a) else float('nan')
+
 def _content_scores(out:pd.DataFrame, src:pd.DataFrame, trg:str) -> dict:
-    "Target accuracy and position/size/rotation errors of outputs vs their (row-aligned) sources."
-    return {'acc': float((out['domain'] == trg).mean()),
-            'pos_err': float(np.nanmean(np.hypot(out['cx'].to_numpy(float) - src['cx'].to_numpy(float), out['cy'].to_numpy(float) - src['cy'].to_numpy(float)))),
-            'size_err': float(np.nanmean(np.abs(out['size'].to_numpy(float) - src['size'].to_numpy(float)))),
-            'rot_err': float(np.nanmean(_rot_err(out['rotation'], src['rotation']))) if (out['rotation'].notna() & src['rotation'].notna()).any() else float('nan')}
+    "Target accuracy, fraction measurable, and position/size/rotation errors of outputs vs their (row-aligned) sources."
+    return {'acc': float((out['domain'] == trg).mean()), 'measured': float(out['cx'].notna().mean()),
+            'pos_err': _nanmean((np.hypot(out['cx'].to_numpy(float) - src['cx'].to_numpy(float), out['cy'].to_numpy(float) - src['cy'].to_numpy(float)))),
+            'size_err': _nanmean((np.abs(out['size'].to_numpy(float) - src['size'].to_numpy(float)))),
+            'rot_err': _nanmean(_rot_err(out['rotation'], src['rotation']))}
 
 def _pattern_tv(a:pd.Series, b:pd.Series) -> float:
     "Total-variation distance between the pattern frequencies of two sets of images."
     pa, pb = (np.array([(s == p).mean() for p in PATTERNS]) for s in (a, b))
     return float(0.5 * np.abs(pa - pb).sum())
 
-# %% ../nbs/08a_evaluate.ipynb #d5514fa9
+# %% ../nbs/08a_evaluate.ipynb #bff8b8f2
 def _latent_style_scores(out:pd.DataFrame, real:pd.DataFrame, n_src:int) -> dict:
     "Latent outputs vs the target's real style distribution, and their spread across z per source."
     mu = circ_mean(real['fill_hue'])
@@ -130,7 +136,7 @@ def _latent_style_scores(out:pd.DataFrame, real:pd.DataFrame, n_src:int) -> dict
     per_src = hue.reshape(-1, n_src)   # rows: outputs (z), columns: sources
     return {'hue_in_domain': float(np.mean(np.nan_to_num(hue_dist(hue, mu), nan=180.) <= thr)),
             'pattern_tv': _pattern_tv(out['pattern'], real['pattern']),
-            'diversity': float(np.nanmean([circ_std(per_src[:, j]) for j in range(n_src)]))}
+            'diversity': _nanmean([circ_std(per_src[:, j]) for j in range(n_src)])}
 
 def _pairwise_l1(outs:Tensor) -> float:
     "Mean L1 ([0,1] pixel scale) over all pairs of the N outputs of each source; outs (N,B,3,H,W)."
@@ -139,7 +145,7 @@ def _pairwise_l1(outs:Tensor) -> float:
     N = f.shape[1]
     return float(d.sum((1, 2)).mean() / (N * (N - 1)))
 
-# %% ../nbs/08a_evaluate.ipynb #42ce322d
+# %% ../nbs/08a_evaluate.ipynb #82d03d8d
 def _latent_dim(nets) -> int:
     "Input size of the mapping network F (its first Linear layer)."
     return next(m for m in nets.mapping_network.modules() if isinstance(m, nn.Linear)).in_features
@@ -158,14 +164,14 @@ def _shapes_task(nets, x_src, x_ref_pool, m_src, m_ref_pool, real, trg:str, y_tr
     m_refs = m_ref_pool.iloc[idx.numpy()].reset_index(drop=True)
     r = {f'{k}_latent': v for k, v in _content_scores(m_lat, m_src_rep, trg).items()}
     r |= {f'{k}_reference': v for k, v in _content_scores(m_ref, m_src, trg).items()}
-    r['hue_err_reference'] = float(np.nanmean(np.nan_to_num(hue_dist(m_ref['fill_hue'], m_refs['fill_hue']), nan=180.)))
+    r['hue_err_reference'] = float(np.mean(np.nan_to_num(hue_dist(m_ref['fill_hue'], m_refs['fill_hue']), nan=180.)))
     r['pattern_acc_reference'] = float((m_ref['pattern'] == m_refs['pattern']).mean())
     r |= {f'{k}_latent': v for k, v in _latent_style_scores(m_lat, real, n).items()}
     r['diversity_l1_latent'] = _pairwise_l1(outs_lat)
     r['shapes_fid_latent'], r['shapes_fid_reference'] = shapes_fid(m_lat, real), shapes_fid(m_ref, real)
     return r, (outs_lat[:, :4], out_ref[:4], x_ref_pool[idx[:4]])
 
-# %% ../nbs/08a_evaluate.ipynb #ecfc2f26
+# %% ../nbs/08a_evaluate.ipynb #dd2379f7
 def shapes_scores(nets_ema,                # EMA `Nets` of a model trained on Shapes
                   cfg:Config,              # its config (img_size, num_domains)
                   root=None,               # the Shapes dataset (default `shapes_path()`)
@@ -193,7 +199,7 @@ def shapes_scores(nets_ema,                # EMA `Nets` of a model trained on Sh
     res = {k: float(v) for k, v in df.mean().items()} | {'tasks': {t: dict(r) for t, r in rows.items()}}
     return (res, examples) if return_examples else res
 
-# %% ../nbs/08a_evaluate.ipynb #108f548f
+# %% ../nbs/08a_evaluate.ipynb #b4458340
 class _RefSampler:
     "Draws references like the official loader: a shuffled pass over the target's images, reshuffled when exhausted (drop_last)."
     def __init__(self, n:int, bs:int, gen): self.n, self.bs, self.gen, self.left = n, min(bs, n), gen, []
@@ -201,7 +207,7 @@ class _RefSampler:
         if not self.left: self.left = list(torch.randperm(self.n, generator=self.gen).split(self.bs))[:self.n // self.bs]
         return self.left.pop(0)[:b]
 
-# %% ../nbs/08a_evaluate.ipynb #09dd2d09
+# %% ../nbs/08a_evaluate.ipynb #ed098424
 @torch.no_grad()
 def _task_outputs(nets, x_src:Tensor, y_trg:int, mode:str, num_outs:int, latent_dim:int, gen, refs=None, sampler=None) -> Tensor:
     "The num_outs outputs (num_outs,B,3,S,S) for one batch of sources, on G's device."
@@ -219,7 +225,7 @@ def _save_pngs(outs:Tensor, folder:Path, start:int):
     for j in range(u.shape[0]):
         for i in range(u.shape[1]): Image.fromarray(u[j, i]).save(folder/f'{start + i:04d}_{j:02d}.png')
 
-# %% ../nbs/08a_evaluate.ipynb #812eb11a
+# %% ../nbs/08a_evaluate.ipynb #d546695c
 @torch.no_grad()
 def evaluate_task(nets, x_src:Tensor, y_trg:int, mode:str, extractors:dict, lp=None, num_outs:int=10, bs:int=32,
                   latent_dim:int=16, refs:Tensor|None=None, gen=None, save_dir=None) -> tuple:  # ({flavour: feats}, [batch LPIPS])
@@ -233,7 +239,7 @@ def evaluate_task(nets, x_src:Tensor, y_trg:int, mode:str, extractors:dict, lp=N
         if save_dir is not None: _save_pngs(outs, Path(save_dir), i)
     return {k: torch.cat(v) for k, v in feats.items()}, lps
 
-# %% ../nbs/08a_evaluate.ipynb #17faa615
+# %% ../nbs/08a_evaluate.ipynb #2e9a294b
 def evaluate(nets_ema, cfg:Config, root,
              modes=('latent', 'reference'), # which style sources to evaluate
              extractors:dict|None=None,   # {flavour: feature extractor}, e.g. {'official': inception_features('official')}
@@ -244,23 +250,23 @@ def evaluate(nets_ema, cfg:Config, root,
     extractors, root, bs = extractors or {}, Path(root), bs or cfg.val_batch_size
     doms = domain_folders(root)
     if len(doms) != cfg.num_domains: raise ValueError(f"{root} has {len(doms)} domains {doms}, but cfg.num_domains = {cfg.num_domains}")
-    val, latent_dim, res = load_split(root, doms, cfg.img_size, n=n_per_domain), _latent_dim(nets_ema), {}
+    val, latent_dim, res, dev = load_split(root, doms, cfg.img_size), _latent_dim(nets_ema), {}, module_device(nets_ema.generator)
     nets_ema.eval()
     for mode in modes:
         gen = torch.Generator().manual_seed(seed)
         for src, trg, name in tasks(doms):
             t0 = time.time()
-            feats, lps = evaluate_task(nets_ema, val[src], doms.index(trg), mode, extractors, lp, num_outs, bs, latent_dim, val[trg],
+            feats, lps = evaluate_task(nets_ema, val[src][:n_per_domain], doms.index(trg), mode, extractors, lp, num_outs, bs, latent_dim, val[trg],
                                        gen, None if save_dir is None else Path(save_dir)/mode/name)
             for k, f in feats.items():
-                res[f'FID_{k}_{mode}/{name}'] = frechet_distance(*activation_stats(f), *folder_stats(root/'train'/trg, extractors[k], cfg.img_size, bs, cache))
+                res[f'FID_{k}_{mode}/{name}'] = fid_to_stats(f, *folder_stats(root/'train'/trg, extractors[k], cfg.img_size, bs, cache), device=dev)
             if lp is not None: res[f'LPIPS_{mode}/{name}'] = float(np.mean(lps))
             if verbose: print(f"{mode:9s} {name:20s} " + ' '.join(f"{k.split('/')[0]}={v:.4f}" for k, v in res.items() if k.endswith(f'{mode}/{name}')) + f"  ({time.time()-t0:.1f}s)")
     for key in sorted({k.rsplit('/', 1)[0] for k in res}):
         res[f'{key}/mean'] = float(np.mean([v for k, v in res.items() if k.startswith(key + '/')]))
     return res
 
-# %% ../nbs/08a_evaluate.ipynb #78f069ae
+# %% ../nbs/08a_evaluate.ipynb #e0d8e4fb
 def results_table(res:dict) -> str:
     "A markdown table: one row per task (and the mean), one column per metric/mode."
     cols = sorted({k.rsplit('/', 1)[0] for k in res if '/' in k})
@@ -278,7 +284,7 @@ def write_results(res:dict, out_dir, name:str='eval') -> tuple:
     pm.write_text(results_table({k: v for k, v in res.items() if isinstance(v, (int, float))}) + '\n')
     return pj, pm
 
-# %% ../nbs/08a_evaluate.ipynb #e72176de
+# %% ../nbs/08a_evaluate.ipynb #9c15a649
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='stargan_v2 eval', description='FID (official-compatible and standard), LPIPS diversity and, on Shapes, the Shapes scores of a checkpoint.')
     p.add_argument('--checkpoint', required=True, help='a *_nets_ema.ckpt file, or a run / checkpoints directory (latest step)')
@@ -297,7 +303,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--no-shapes', action='store_true', help='skip the Shapes scores on a Shapes dataset')
     return p
 
-# %% ../nbs/08a_evaluate.ipynb #8071f2a8
+# %% ../nbs/08a_evaluate.ipynb #215a3887
 def _resolve_root(cfg:Config, data) -> Path:
     "The dataset root: --data, else Shapes, else the config's data folder."
     if data is not None: return Path(data)
@@ -315,7 +321,7 @@ def _run_dir(ckpt:Path) -> Path:
     d = ckpt.parent if ckpt.is_file() else ckpt
     return d.parent if d.name == 'checkpoints' else d
 
-# %% ../nbs/08a_evaluate.ipynb #bc7a48a4
+# %% ../nbs/08a_evaluate.ipynb #28ecd139
 def cli_eval(argv:list) -> int:
     "`stargan_v2 eval --checkpoint PATH [...]`: evaluate a checkpoint; writes eval.json / eval.md."
     a = _parser().parse_args(argv)

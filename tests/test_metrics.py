@@ -14,6 +14,14 @@ import stargan_v2.metrics as M
 from stargan_v2.core import to_uint8, DownloadError
 
 
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    "Tiny networks run far faster on one thread when the CPU is shared (and CI boxes are small)."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _cov(rng, d):
     a = rng.normal(size=(d, d)); return a @ a.T / d
 
@@ -154,3 +162,17 @@ def test_lpips_diversity_vs_naive_pairs(lp):
     torch.testing.assert_close(M.lpips_diversity(lp, outs[:1].expand(4, -1, -1, -1, -1)), torch.zeros(3), atol=1e-6, rtol=0)
     assert M.lpips_diversity(lp, torch.rand(2, 2, 3, 16, 16)).shape == (2,)
     with pytest.raises(ValueError, match='at least 2'): M.lpips_diversity(lp, outs[:1])
+
+@pytest.mark.parametrize('n', [3, 30, 80])
+def test_fid_to_stats_sample_space_is_exact(n):
+    "FID against cached stats: the n×n sample-space route (n ≤ D) and the eigh route (n > D) equal the textbook formula."
+    g = torch.Generator().manual_seed(n)
+    real = torch.randn(500, 40, generator=g) @ torch.randn(40, 40, generator=g) * .2
+    fake = torch.randn(n, 40, generator=g) + .3
+    mu, sig = M.activation_stats(real)
+    assert M.fid_to_stats(fake, mu, sig) == pytest.approx(calculate_frechet_distance(*M.activation_stats(fake), mu, sig), rel=1e-6)
+
+def test_random_inception_features_are_not_degenerate():
+    "weights=None calibrates BatchNorm on noise: different images give different features (so plumbing tests see FID > 0)."
+    f = M.inception_features('standard', None)(torch.rand(3, 3, 32, 32) * 2 - 1)
+    assert f.std(0).mean() > 1e-3

@@ -1,0 +1,144 @@
+"Shapes scores on hand-built translators, the FID/LPIPS protocol, and `stargan_v2 eval` end to end (random weights, offline)."
+import json
+from dataclasses import asdict
+from pathlib import Path
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import stargan_v2.evaluate as E
+from stargan_v2.core import Config
+from stargan_v2.metrics import list_images, load_images, load_lpips
+from stargan_v2.models import build_nets, ema_copy, Nets
+from stargan_v2.shapes import make_shapes
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    "Tiny networks run far faster on one thread when the CPU is shared (and CI boxes are small)."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope='module')
+def root(tmp_path_factory):
+    r = tmp_path_factory.mktemp('shapes')/'shapes'
+    make_shapes(r, n_train=30, n_val=8, seed=0)
+    return r
+
+@pytest.fixture(scope='module')
+def mcache(tmp_path_factory): return tmp_path_factory.mktemp('mcache')
+
+
+class _Identity(nn.Module):
+    def forward(self, x, s, masks=None): return x
+class _Flatten(nn.Module):
+    def forward(self, x, y): return x.flatten(1)
+class _Unflatten(nn.Module):
+    def __init__(self, S): super().__init__(); self.S = S
+    def forward(self, x, s, masks=None): return s.view(-1, 3, self.S, self.S)
+class _RealSample(nn.Module):
+    "F that maps (z, y) to a real training image of domain y (flattened), so latent outputs are real target images."
+    def __init__(self, imgs): super().__init__(); self.imgs, self.lin = imgs, nn.Linear(4, 1)
+    def forward(self, z, y):
+        i = (z[:, 0].abs() * 1e4).long()
+        return torch.stack([self.imgs[int(a)][int(b) % len(self.imgs[int(a)])] for a, b in zip(y, i)]).flatten(1)
+
+def _fakes(root, S=32):
+    doms = E.domain_folders(root)
+    imgs = [load_images(list_images(root/'train'/d), S).float() / 127.5 - 1 for d in doms]
+    return Nets(_Identity(), _RealSample(imgs), _Flatten()), Nets(_Unflatten(S), _RealSample(imgs), _Flatten())
+
+CONTRACT = ('acc_latent', 'acc_reference', 'pos_err_latent', 'pos_err_reference', 'hue_err_reference', 'diversity_latent')
+
+def test_shapes_scores_on_constructed_translators(root, mcache):
+    ident, copier = _fakes(root)
+    cfg = Config.shapes()
+    si = E.shapes_scores(ident, cfg, root, n_per_domain=6, num_outs=3, cache=mcache)
+    sc = E.shapes_scores(copier, cfg, root, n_per_domain=6, num_outs=3, cache=mcache)
+    for k in CONTRACT: assert k in si and np.isfinite(si[k]), k
+    # identity keeps the content and never translates
+    assert si['acc_latent'] < .1 and si['acc_reference'] < .1
+    assert si['pos_err_latent'] < .5 and si['pos_err_reference'] < .5 and si['size_err_latent'] < .5
+    assert si['diversity_l1_latent'] == pytest.approx(0, abs=1e-7)      # the z's change nothing
+    # copy-the-reference: perfect style, no content; latent outputs are real target images
+    assert sc['acc_reference'] > .9 and sc['hue_err_reference'] < 3 and sc['pattern_acc_reference'] > .8
+    assert sc['pos_err_reference'] > 3
+    assert sc['acc_latent'] > .9 and sc['hue_in_domain_latent'] > .8 and sc['pattern_tv_latent'] < .4
+    assert sc['diversity_latent'] > 5 and sc['diversity_l1_latent'] > .01
+    assert sc['shapes_fid_latent'] < si['shapes_fid_latent'] / 3
+    assert set(sc['tasks']) == {t[2] for t in E.tasks(E.domain_folders(root))}
+
+def test_shapes_scores_seeded_and_checked(root, mcache):
+    cfg = Config.tiny()
+    nets = build_nets(cfg).eval()
+    a = E.shapes_scores(nets, cfg, root, n_per_domain=2, num_outs=2, seed=3, cache=mcache)
+    b = E.shapes_scores(nets, cfg, root, n_per_domain=2, num_outs=2, seed=3, cache=mcache)
+    np.testing.assert_equal(a, b)   # NaN-aware: a random net's blank outputs have no position
+    with pytest.raises(ValueError, match='num_domains'):
+        E.shapes_scores(nets, cfg.replace(num_domains=2), root, n_per_domain=2, cache=mcache)
+
+def test_circular_stats():
+    assert E.circ_mean([350, 10]) % 360 == pytest.approx(0, abs=1e-9)
+    h = np.random.default_rng(0).normal(100, 15, 50000)
+    assert E.circ_std(h) == pytest.approx(15, abs=.3) and E.circ_std(h + 300) == pytest.approx(E.circ_std(h), abs=1e-6)
+
+def test_ref_sampler_is_shuffled_passes():
+    s = E._RefSampler(10, 4, torch.Generator().manual_seed(0))
+    first = torch.cat([s(4), s(4)])
+    assert len(first.unique()) == 8                 # one pass without repeats, drop_last
+    assert s(2).shape == (2,)
+
+
+class _Toy(nn.Module):
+    tag = 'toy'
+    def forward(self, x): return nn.functional.adaptive_avg_pool2d(x.float().clamp(-1, 1), 3).flatten(1)
+
+def test_evaluate_protocol_and_cache(root, tmp_path):
+    cfg = Config.tiny()
+    nets = build_nets(cfg).eval()
+    kw = dict(extractors={'official': _Toy(), 'standard': _Toy()}, lp=load_lpips(pretrained=False), num_outs=3, bs=2,
+              n_per_domain=3, cache=tmp_path, verbose=False, seed=1)
+    r = E.evaluate(nets, cfg, root, **kw)
+    assert len(list(tmp_path.glob('*.npz'))) == 3   # one per target domain (same tag for both toys)
+    assert r == E.evaluate(nets, cfg, root, **kw)
+    for f in ('FID_official', 'FID_standard', 'LPIPS'):
+        for m in ('latent', 'reference'):
+            per = [v for k, v in r.items() if k.startswith(f'{f}_{m}/') and not k.endswith('/mean')]
+            assert len(per) == 6 and r[f'{f}_{m}/mean'] == pytest.approx(np.mean(per))
+    assert r != E.evaluate(nets, cfg, root, **(kw | {'seed': 2}))
+
+def _run_dir(tmp_path, cfg):
+    run = tmp_path/'run'; (run/'checkpoints').mkdir(parents=True)
+    (run/'config.json').write_text(json.dumps(asdict(cfg)))
+    from stargan_v2.checkpoints import save_nets
+    save_nets(ema_copy(build_nets(cfg)), run/'checkpoints'/'000010_nets_ema.ckpt')
+    return run
+
+def test_cli_eval_end_to_end(tmp_path, capsys, monkeypatch):
+    "`stargan_v2 eval` on a Shapes checkpoint: Shapes scores, both FIDs (random Inception) and LPIPS, both modes."
+    monkeypatch.setenv('STARGAN_V2_CACHE', str(tmp_path/'cache'))
+    root = tmp_path/'shapes'; make_shapes(root, n_train=3, n_val=2, seed=0)   # Inception on a CPU is slow: few images
+    run = _run_dir(tmp_path, Config.tiny())
+    from stargan_v2.cli import main
+    rc = main(['eval', '--checkpoint', str(run), '--data', str(root), '--random-weights', '--n-per-domain', '1',
+               '--num-outs', '2', '--save-images', '--batch-size', '8'])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert 'Shapes scores' in out and 'acc_latent' in out and 'FID_official_latent' in out
+    res = json.loads((run/'eval'/'eval.json').read_text())
+    for k in ('shapes/acc_latent', 'shapes/hue_err_reference', 'FID_official_latent/mean', 'FID_standard_reference/mean',
+              'LPIPS_latent/mean', 'LPIPS_reference/mean', 'WARNING'): assert k in res, k
+    assert np.isfinite(res['FID_standard_latent/circle2square']) and res['FID_official_reference/mean'] > 0
+    pngs = sorted((run/'eval'/'images'/'latent'/'circle2square').glob('*.png'))
+    assert [p.name for p in pngs] == ['0000_00.png', '0000_01.png']
+    assert (run/'eval'/'eval.md').read_text().startswith('| task |')
+    assert len(list((tmp_path/'cache'/'fid_stats').glob('*.npz'))) == 6   # 2 flavours × 3 target domains
+
+def test_cli_eval_errors(tmp_path):
+    with pytest.raises(SystemExit): E.cli_eval([])                                   # --checkpoint is required
+    run = _run_dir(tmp_path, Config.tiny())
+    with pytest.raises(FileNotFoundError, match='train/ and val/'):
+        E.cli_eval(['--checkpoint', str(run), '--data', str(tmp_path/'nowhere'), '--random-weights'])
