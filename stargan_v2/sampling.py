@@ -304,7 +304,11 @@ def cli_sample(argv:list|None=None) -> int:
     from stargan_v2.checkpoints import load_nets_ema
     a = _sample_parser().parse_args(argv)
     dev, out = default_device(a.device), Path(a.out)
-    cfg, nets = load_nets_ema(a.checkpoint)
+    fan = None
+    if a.wing:
+        from stargan_v2.fan import load_fan
+        fan = load_fan(a.wing)
+    cfg, nets = load_nets_ema(a.checkpoint, fan=fan)
     nets = _attach_fan(cfg, nets.to(dev).eval(), a.wing, dev)
     x_src, y_src, doms = load_domain_images(a.src, cfg.img_size, a.n_src)
     x_ref, y_ref, _ = load_domain_images(a.ref, cfg.img_size, a.n_ref, domains=doms)

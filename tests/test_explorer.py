@@ -81,7 +81,7 @@ def test_reference_explorer_upload_and_domain(setup):
     shown = from_png(img.value)
     assert img.value != before
     np.testing.assert_array_equal(shown[:, 20:36], strip(x[4:5], 16))   # the uploaded image is the reference
-    torch.testing.assert_close(torch.from_numpy(shown[:, 40:56]).float(),
+    torch.testing.assert_close(torch.from_numpy(shown[:, 40:56].copy()).float(),
                                torch.from_numpy(strip(render_reference(nets, x[0], x[4], dom_w.value)[2:], 16)).float(), atol=1, rtol=0)
     dom_w.value = (dom_w.value + 1) % len(doms)                           # another head of E: another style
     assert from_png(img.value)[:, 40:56].tolist() != shown[:, 40:56].tolist()
