@@ -9,7 +9,7 @@ __all__ = ['IMG_EXTS', 'DATASETS', 'DataError', 'find_images', 'domain_names', '
            'augment', 'plan_train_batch', 'StarGANLoader', 'data_root', 'get_dls', 'fixed_batch', 'download_dataset',
            'download_afhq', 'download_afhq_v2', 'download_celeba_hq', 'DatasetReport', 'check_dataset', 'cli_data']
 
-# %% ../nbs/04a_data.ipynb #ecf5b79c
+# %% ../nbs/04a_data.ipynb #257ac50c
 import argparse, copy, math, os, shutil, sys, warnings, zipfile
 from collections import Counter
 from pathlib import Path
@@ -22,7 +22,7 @@ from fastai.data.core import DataLoaders
 from .core import Config, cache_dir, default_device, download_url, DownloadError
 from .shapes import make_shapes, shapes_path
 
-# %% ../nbs/04a_data.ipynb #802d9348
+# %% ../nbs/04a_data.ipynb #93838fc0
 IMG_EXTS = ('.png', '.jpg', '.jpeg')
 
 class DataError(ValueError):
@@ -38,7 +38,7 @@ def find_images(folder) -> list:
 def _layout_hint(root) -> str:
     return f"Expected {root}/train/<domain>/*.png|jpg and {root}/val/<domain>/… (one sub-folder per domain, as in AFHQ)."
 
-# %% ../nbs/04a_data.ipynb #cb295b4a
+# %% ../nbs/04a_data.ipynb #0d833d65
 def domain_names(root, split:str='train') -> list:
     "Sorted domain (sub-folder) names of `root/split`; their positions are the labels."
     root = Path(root)
@@ -56,7 +56,7 @@ def domain_names(root, split:str='train') -> list:
                         f"so it needs at least two sub-folders. {_layout_hint(root)}")
     return names
 
-# %% ../nbs/04a_data.ipynb #821d6d8d
+# %% ../nbs/04a_data.ipynb #fec88331
 class BadImageError(DataError):
     "An image file cannot be read."
 
@@ -75,7 +75,7 @@ def load_rgb(path) -> Image.Image:
         raise BadImageError(f"Cannot read image {path}: {e}. Delete or replace the file "
                             f"(`stargan_v2 data check ROOT` lists every unreadable file).") from e
 
-# %% ../nbs/04a_data.ipynb #bacc6b60
+# %% ../nbs/04a_data.ipynb #6fc0185c
 class DomainFolder(torch.utils.data.Dataset):
     "The images of one split of `root/{split}/<domain>/*`, grouped by domain (labels = sorted folder order)."
     def __init__(self, root, split:str='train', img_size:int=256, on_bad:str='skip', cache:bool|None=None):
@@ -95,7 +95,7 @@ class DomainFolder(torch.utils.data.Dataset):
     def __repr__(self): return (f"DomainFolder({self.root/self.split}: " +
                                 ', '.join(f'{d}={n}' for d, n in zip(self.domains, self.counts)) + ')')
 
-# %% ../nbs/04a_data.ipynb #9e457665
+# %% ../nbs/04a_data.ipynb #3c89ab02
 def _load(self:DomainFolder, i:int) -> Image.Image:
     "The RGB image `i`, or (on_bad='skip') the next readable image of the same domain."
     y = self.labels[i]
@@ -117,7 +117,7 @@ def _load(self:DomainFolder, i:int) -> Image.Image:
     raise DataError(f"No readable image in {self.root/self.split/self.domains[y]}. Replace the files there.")
 DomainFolder.load = _load
 
-# %% ../nbs/04a_data.ipynb #981a62c5
+# %% ../nbs/04a_data.ipynb #c38cfe5c
 def _crop_box(w:int, h:int, g:torch.Generator, scale=(0.8, 1.0), ratio=(0.9, 1.1)):
     "Random (top, left, height, width) covering `scale` of the area with aspect in `ratio` (RandomResizedCrop's rule)."
     u = lambda lo, hi: lo + (hi - lo) * torch.rand((), generator=g).item()
@@ -143,7 +143,7 @@ def augment(im:Image.Image,       # an RGB image
     if seed is not None and torch.rand((), generator=g).item() < 0.5: im = TF.hflip(im)
     return TF.to_tensor(im) * 2 - 1
 
-# %% ../nbs/04a_data.ipynb #33172488
+# %% ../nbs/04a_data.ipynb #feaef02a
 def _draw_in_domain(ds:DomainFolder, y:Tensor, g=None) -> Tensor:
     "One random file index inside each domain of `y`."
     starts, counts = torch.tensor(ds.starts), torch.tensor(ds.counts)
@@ -166,7 +166,7 @@ def plan_train_batch(ds:DomainFolder, bs:int, latent_dim:int, g=None) -> list:
     z, z2 = torch.randn(bs, latent_dim, generator=g), torch.randn(bs, latent_dim, generator=g)
     return [(int(i_src[k]), int(i_ref[k]), int(i_ref2[k]), int(y_trg[k]), seeds[k].tolist(), z[k], z2[k]) for k in range(bs)]
 
-# %% ../nbs/04a_data.ipynb #d16d0ec2
+# %% ../nbs/04a_data.ipynb #8651394d
 class _PlanSet(torch.utils.data.Dataset):
     "Turns one sample plan into tensors (x_src, y_src, x_ref, x_ref2, y_trg, z_trg, z_trg2)."
     def __init__(self, ds:DomainFolder, size:int, crop_prob:float, train:bool):
@@ -179,9 +179,11 @@ class _PlanSet(torch.utils.data.Dataset):
     def batch(self, plans:list) -> tuple:
         return tuple(torch.stack(v) for v in zip(*[self[p] for p in plans]))
 
-# %% ../nbs/04a_data.ipynb #c6f06a72
+# %% ../nbs/04a_data.ipynb #88807195
 class StarGANLoader:
-    "Yields StarGAN v2 batches (x_src, y_src, x_ref, x_ref2, y_trg, z_trg, z_trg2) on `device`; usable in fastai `DataLoaders`."
+    """Yields StarGAN v2 batches (x_src, y_src, x_ref, x_ref2, y_trg, z_trg, z_trg2) on `device`; usable in fastai `DataLoaders`.
+    Train batches are planned one at a time from the global torch RNG, so with num_workers=0 restoring torch's RNG state
+    (`core.set_rng_state`) restores the exact sequence of later batches (exact resume); valid batches are fixed by `seed`."""
     n_inp = 7
     def __init__(self, ds:DomainFolder, bs:int, latent_dim:int, img_size:int, train:bool=True, crop_prob:float=0.5,
                  seed:int=0, num_workers:int=0, device=None):
@@ -203,7 +205,7 @@ class StarGANLoader:
         return dl
     def __repr__(self): return f"StarGANLoader({'train' if self.train else 'valid'}, bs={self.bs}, {len(self)} batches, {self.dataset})"
 
-# %% ../nbs/04a_data.ipynb #64921180
+# %% ../nbs/04a_data.ipynb #6c9d8dba
 def _valid_plans(ds:DomainFolder, latent_dim:int, seed:int) -> list:
     "Every image once as a source (domains interleaved), with seeded references and z's."
     g = torch.Generator().manual_seed(seed)
@@ -225,7 +227,7 @@ def _iter(self:StarGANLoader):
     for b in batches: yield tuple(t.to(self.device, non_blocking=True) for t in b)
 StarGANLoader.__iter__ = _iter
 
-# %% ../nbs/04a_data.ipynb #e5dc568a
+# %% ../nbs/04a_data.ipynb #4915a8e4
 DATASETS = {  # name -> official download URL (section 10 of the fact sheet)
     'afhq':      'https://www.dropbox.com/s/t9l9o3vsx2jai3z/afhq.zip?dl=0',
     'afhq_v2':   'https://www.dropbox.com/s/vkzjokiwof5h8w6/afhq_v2.zip?dl=0',
@@ -243,7 +245,7 @@ def data_root(data:str, cache=None) -> Path:
         return p
     return Path(data).expanduser()
 
-# %% ../nbs/04a_data.ipynb #68a0079a
+# %% ../nbs/04a_data.ipynb #6c56e05f
 def get_dls(cfg:Config,                # the run's configuration (img_size, num_domains, batch sizes, latent_dim, data)
             root=None,                 # dataset folder; None: the one named by cfg.data
             bs:int|None=None,          # train batch size; None: cfg.batch_size
@@ -267,7 +269,7 @@ def get_dls(cfg:Config,                # the run's configuration (img_size, num_
     dls.domains = tr.domains
     return dls
 
-# %% ../nbs/04a_data.ipynb #0371c35d
+# %% ../nbs/04a_data.ipynb #00bc229c
 def fixed_batch(dls:DataLoaders, n:int|None=None) -> tuple:
     "A fixed validation batch (x_src, y_src, x_ref, y_ref) for sample grids: the same on every call."
     v = dls.valid
@@ -275,7 +277,7 @@ def fixed_batch(dls:DataLoaders, n:int|None=None) -> tuple:
     x_src, y_src, x_ref, _, y_ref = (t.to(dls.device) for t in b[:5])
     return x_src, y_src, x_ref, y_ref
 
-# %% ../nbs/04a_data.ipynb #17280caf
+# %% ../nbs/04a_data.ipynb #96eea94e
 def _safe_extract(zf:zipfile.ZipFile, dest:Path):
     "Extract `zf` into `dest`, refusing members that would land outside it."
     dest = dest.resolve()
@@ -290,7 +292,7 @@ def _find_split_root(folder:Path) -> Path:
     if not cands: raise DataError(f"The downloaded archive has no train/ folder (looked in {folder}). Is it the right file?")
     return cands[0]
 
-# %% ../nbs/04a_data.ipynb #47a5234f
+# %% ../nbs/04a_data.ipynb #51e6cda9
 def download_dataset(name:str,             # 'afhq', 'afhq_v2' or 'celeba_hq'
                      cache=None,           # folder to put <name>.zip and <name>/ in; None: cache_dir('data')
                      url:str|None=None,    # override the official URL (a mirror, or a local file:// zip)
@@ -328,7 +330,7 @@ def download_celeba_hq(cache=None, url=None) -> Path:
     "CelebA-HQ (female, male) into `cache`/celeba_hq."
     return download_dataset('celeba_hq', cache, url)
 
-# %% ../nbs/04a_data.ipynb #21751101
+# %% ../nbs/04a_data.ipynb #d4ca1bd5
 class DatasetReport:
     "What `check_dataset` found: domains, counts per split, sizes, modes and problems (each naming a file or folder)."
     def __init__(self, root): self.root, self.domains, self.counts, self.sizes, self.modes, self.problems = Path(root), [], {}, Counter(), Counter(), []
@@ -347,7 +349,7 @@ class DatasetReport:
         return '\n'.join(lines)
     __repr__ = __str__
 
-# %% ../nbs/04a_data.ipynb #9b75644c
+# %% ../nbs/04a_data.ipynb #002048d7
 _OTHER_IMG_EXTS = ('.webp', '.bmp', '.gif', '.tif', '.tiff')
 
 def _check_image(path:Path, img_size, rep:DatasetReport):
@@ -381,7 +383,7 @@ def check_dataset(root,                   # dataset folder, laid out as root/{tr
     if (n := sum(v for m, v in rep.modes.items() if m != 'RGB')): print(f"note: {n} images are not RGB ({dict(rep.modes)}); they are converted when loaded.")
     return rep
 
-# %% ../nbs/04a_data.ipynb #d018e496
+# %% ../nbs/04a_data.ipynb #fa67d587
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='stargan_v2 data', description='Make, check or download a dataset of domain folders.')
     sub = p.add_subparsers(dest='cmd', required=True, metavar='{shapes,check,download}')
@@ -396,7 +398,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument('--url', default=None, help='a mirror or a local file:// zip instead of the official URL')
     return p
 
-# %% ../nbs/04a_data.ipynb #7a270f8e
+# %% ../nbs/04a_data.ipynb #8a3f8023
 def cli_data(argv:list|None=None) -> int:
     "`stargan_v2 data {shapes,check,download}`."
     a = _parser().parse_args(argv)
