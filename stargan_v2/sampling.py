@@ -11,7 +11,7 @@ __all__ = ['domain_folders', 'load_image', 'load_domain_images', 'get_masks', 'l
            'interp_frames', 'reference_video_frames', 'latent_video_frames', 'write_mp4', 'write_gif', 'cli_sample']
 
 # %% ../nbs/10_sampling.ipynb #870cd7ed
-import argparse, math, sys
+import argparse, sys
 from pathlib import Path
 import numpy as np
 import torch
@@ -287,6 +287,7 @@ def _sample_parser() -> argparse.ArgumentParser:
     p.add_argument('--gif', action='store_true', help='write video_ref.gif')
     p.add_argument('--mp4', action='store_true', help='write video_ref.mp4 (the default when neither --gif nor --mp4 is given)')
     p.add_argument('--no-video', action='store_true', help='skip the video')
+    p.add_argument('--latent-video', action='store_true', help='also write video_latent_<domain> (interpolation between 4 seeded z per domain)')
     p.add_argument('--fps', type=float, default=15)
     p.add_argument('--wing', default=None, help='FAN weights (wing.ckpt) for CelebA-HQ-style checkpoints without one')
     return p
@@ -335,4 +336,9 @@ def _write_samples(nets, x_src, y_src, x_ref, y_ref, doms, out:Path, a) -> list:
         fr = reference_video_frames(nets, x_src, x_ref, y_ref)
         if a.mp4 or not a.gif: written.append(write_mp4(fr, out/'video_ref.mp4', fps=a.fps))
         if a.gif: written.append(write_gif(fr, out/'video_ref.gif', fps=a.fps))
+    if a.latent_video:
+        for k, d in enumerate(doms):
+            fr = latent_video_frames(nets, x_src, k, n_codes=4, psi=a.psi[-1], s_avg=s_avg, seed=a.seed + k)
+            if a.mp4 or not a.gif: written.append(write_mp4(fr, out/f'video_latent_{d}.mp4', fps=a.fps))
+            if a.gif: written.append(write_gif(fr, out/f'video_latent_{d}.gif', fps=a.fps))
     return written

@@ -109,11 +109,13 @@ def test_cli_sample_shapes_checkpoint(tmp_path, capsys):
     set_seed(1); cfg = Config.tiny(); nets = build_nets(cfg).eval()   # Config.shapes() works the same, 10x slower on CPU
     run, val, out = _run_dir(tmp_path, cfg, nets), shapes_path()/'val', tmp_path/'out'
     rc = main(['sample', '--checkpoint', str(run), '--src', str(val), '--ref', str(val), '--out', str(out),
-               '--n-src', '2', '--n-ref', '2', '--n-latent', '3', '--psi', '1', '0.7', '--gif', '--mp4', '--device', 'cpu'])
+               '--n-src', '2', '--n-ref', '2', '--n-latent', '3', '--psi', '1', '0.7', '--gif', '--mp4', '--device', 'cpu',
+               '--latent-video'])
     assert rc == 0
     S = cfg.img_size
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ['reference.jpg', 'cycle.jpg', 'video_ref.mp4', 'video_ref.gif'] +
+        [f'video_latent_{d}.{e}' for d in ('circle', 'square', 'triangle') for e in ('mp4', 'gif')] +
         [f'latent_{d}_psi{p}.jpg' for d in ('circle', 'square', 'triangle') for p in ('1', '0.7')])
     assert Image.open(out/'reference.jpg').size == (7 * S, 7 * S)
     assert Image.open(out/'latent_square_psi0.7.jpg').size == (7 * S, 4 * S)
@@ -126,6 +128,7 @@ def test_cli_sample_shapes_checkpoint(tmp_path, capsys):
     # video: 3 same-domain pairs × 31 frames + 10 held frames
     v = iio.imread(out/'video_ref.mp4', plugin='FFMPEG', index=None)
     assert v.shape[0] == 3 * 31 + 10 and v.shape[1] % 16 == 0 and v.shape[2] % 16 == 0
+    assert iio.imread(out/'video_latent_square.mp4', plugin='FFMPEG', index=None).shape[0] == 3 * 31 + 10
     assert str(out/'reference.jpg') in capsys.readouterr().out
 
 
