@@ -247,7 +247,9 @@ def latent_video_frames(nets, x_src:Tensor, y_trg:int, # sources and the target 
     "Frames that interpolate between `n_codes` consecutive seeded styles F_y(z) of one domain."
     dev = x_src.device
     s = nets.mapping_network(make_z(n_codes, latent_dim_of(nets), seed, dev), _labels(y_trg, n_codes, dev))
-    if psi != 1: s = truncate(s, s_avg.to(dev)[y_trg], psi)
+    if psi != 1:
+        if s_avg is None: raise ValueError("psi != 1 needs the mean styles: pass s_avg=mean_styles(nets).")
+        s = truncate(s, s_avg.to(dev)[y_trg], psi)
     fr = np.concatenate([interp_frames(nets, x_src, s[i], s[i+1], alphas) for i in range(n_codes - 1)])
     return np.concatenate([fr, np.repeat(fr[-1:], n_last, 0)])
 
