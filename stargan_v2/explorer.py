@@ -19,7 +19,8 @@ from PIL import Image
 import ipywidgets as W
 from .core import to_uint8, module_device
 from .sampling import (translate_latent, translate_reference, mean_styles, truncate, make_z, latent_dim_of,
-                                 num_domains_of, get_masks, load_image)
+                                 num_domains_of, get_masks)
+from .data import load_image
 
 # %% ../nbs/11_explorer.ipynb #c4c72fcf
 def strip(ims:Tensor,          # (N,3,H,W) in [-1,1]

@@ -6,7 +6,7 @@ Docs: https://github.com/stargan-v2-course/stargan_v2/pretrained.html.md"""
 
 # %% auto #0
 __all__ = ['PRETRAINED', 'REPRESENTATIVE_URL', 'download_pretrained', 'inspect_checkpoint', 'load_pretrained',
-           'reference_translations', 'download_representative', 'load_domain_images', 'cli_weights']
+           'reference_translations', 'download_representative', 'cli_weights']
 
 # %% ../nbs/09_pretrained.ipynb #0084b203
 import argparse, os, sys, zipfile
@@ -16,6 +16,7 @@ from torch import Tensor
 from .core import Config, cache_dir, download_url, count_params, translation_grid
 from .fan import WING_URL
 from .checkpoints import NET_NAMES, safe_load, infer_config, load_nets_ema, UnsafeCheckpointError
+from .data import load_domain_images
 
 # %% ../nbs/09_pretrained.ipynb #6ab38ab1
 PRETRAINED = {  # name -> (URL, path inside cache_dir('checkpoints'))
@@ -117,19 +118,6 @@ def download_representative(root=None, url:str=REPRESENTATIVE_URL) -> Path:
     z.unlink()
     return out
 
-def load_domain_images(folder, # a folder of domain sub-folders
-                       img_size:int=256, n_per_domain:int|None=None) -> tuple: # (x (N,3,S,S) in [-1,1], y (N,), domain names)
-    "Images of `folder/<domain>/*` resized to `img_size`, labels in sorted domain order."
-    from PIL import Image
-    import numpy as np
-    domains = sorted(d.name for d in Path(folder).iterdir() if d.is_dir())
-    xs, ys = [], []
-    for i, d in enumerate(domains):
-        files = sorted(f for f in (Path(folder) / d).iterdir() if f.suffix.lower() in ('.png', '.jpg', '.jpeg'))[:n_per_domain]
-        for f in files:
-            im = Image.open(f).convert('RGB').resize((img_size, img_size), Image.BILINEAR)
-            xs.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float() / 127.5 - 1); ys.append(i)
-    return torch.stack(xs), torch.tensor(ys), domains
 
 # %% ../nbs/09_pretrained.ipynb #c1869079
 def cli_weights(argv:list) -> int:

@@ -8,7 +8,8 @@ import torch
 from stargan_v2.core import Config, set_seed, to_uint8
 from stargan_v2.models import build_nets, ema_copy
 from stargan_v2.shapes import shapes_path, measure_shapes
-from stargan_v2.sampling import load_domain_images, make_z, mean_styles, translate_latent
+from stargan_v2.data import load_domain_images
+from stargan_v2.sampling import make_z, mean_styles, translate_latent
 from stargan_v2.explorer import (render_latent, render_reference, render_interp, end_styles, style_pca, pca_style,
                                  render_style_space, direction_effects, StylePCA, latent_explorer, reference_explorer,
                                  interp_explorer, style_space_explorer, strip, to_png, from_png)

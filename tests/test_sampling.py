@@ -11,8 +11,9 @@ import imageio.v3 as iio
 from stargan_v2.core import Config, set_seed, to_uint8
 from stargan_v2.models import build_nets, ema_copy
 from stargan_v2.shapes import shapes_path
+from stargan_v2.data import load_domain_images
 from stargan_v2.sampling import (cycle_strip, translate_latent, translate_reference, reference_grid, latent_grid,
-                                 reference_video_frames, interp_frames, write_mp4, write_gif, load_domain_images,
+                                 reference_video_frames, interp_frames, write_mp4, write_gif,
                                  mean_styles, make_z, interp_alphas, cli_sample)
 
 
