@@ -9,7 +9,7 @@ __all__ = ['RESUME_FREE', 'ema_update', 'EMACallback', 'DSDecayCallback', 'plot_
            'SampleGridCallback', 'save_checkpoint', 'ConfigMismatch', 'latest_state', 'load_checkpoint',
            'CheckpointCallback', 'NanGuardCallback']
 
-# %% ../nbs/06_callbacks.ipynb #8d2fa30a
+# %% ../nbs/06_callbacks.ipynb #fc411f13
 import json, math, signal, time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +23,7 @@ from .losses import ds_weight, get_masks
 from .checkpoints import save_nets, save_optims, load_nets, load_optims, safe_load
 from .trainer import make_optimizers
 
-# %% ../nbs/06_callbacks.ipynb #cc1d7a8d
+# %% ../nbs/06_callbacks.ipynb #ce780a05
 def ema_update(nets:nn.Module, nets_ema:nn.Module, beta:float):
     "θ_ema ← β·θ_ema + (1-β)·θ for the parameters of G, F and E (official `moving_average`)."
     with torch.no_grad():
@@ -44,7 +44,7 @@ class EMACallback(Callback):
         if self.beta is None: self.beta = self.learn.cfg.ema_beta
     def after_batch(self): ema_update(self.learn.model, self.nets_ema, self.beta)
 
-# %% ../nbs/06_callbacks.ipynb #ebdd3409
+# %% ../nbs/06_callbacks.ipynb #78581cda
 class DSDecayCallback(Callback):
     "Set `learn.lambda_ds` from the iteration counter before every iteration: linear decay from cfg.lambda_ds to 0 at cfg.ds_iter."
     order = -6
@@ -52,7 +52,7 @@ class DSDecayCallback(Callback):
         cfg = self.learn.cfg
         self.learn.lambda_ds = ds_weight(self.learn.train_iter, cfg.lambda_ds, cfg.ds_iter)
 
-# %% ../nbs/06_callbacks.ipynb #c131b993
+# %% ../nbs/06_callbacks.ipynb #2d483311
 def _smooth(v:list, beta:float=0.98) -> list:
     "Debiased exponential moving average, like fastai's smooth loss."
     out, m = [], 0.
@@ -76,7 +76,7 @@ def plot_losses(hist:dict, fname=None, beta:float=0.98, title:str='', dpi:int=72
     if fname is not None: fig.savefig(fname, dpi=dpi); plt.close(fig)
     return fig
 
-# %% ../nbs/06_callbacks.ipynb #9f7947bd
+# %% ../nbs/06_callbacks.ipynb #cbbf3520
 class LossLogCallback(Callback):
     "Record every loss term per iteration (`self.hist`), print/log a line every `every` iterations, feed the Recorder."
     order = 20
@@ -99,7 +99,7 @@ class LossLogCallback(Callback):
         if hasattr(self.learn, 'recorder'): self.learn.recorder.losses.append(sm); self.learn.recorder.lrs.append(self.learn.cfg.lr)
         if it % self.every == 0: self.write(self.line(it, parts))
 
-# %% ../nbs/06_callbacks.ipynb #64260b29
+# %% ../nbs/06_callbacks.ipynb #629fb701
 def _line(self:LossLogCallback, it:int, parts:dict) -> str:
     dt = time.time() - self._t
     spi = dt / max(it - self._t_it, 1)
@@ -126,7 +126,7 @@ def _load_state_dict(self:LossLogCallback, sd:dict):
 LossLogCallback.line, LossLogCallback.write, LossLogCallback.after_fit = _line, _write, _after_fit
 LossLogCallback.state_dict, LossLogCallback.load_state_dict = _state_dict, _load_state_dict
 
-# %% ../nbs/06_callbacks.ipynb #4054aa1b
+# %% ../nbs/06_callbacks.ipynb #290ed22c
 @torch.no_grad()
 def sample_grids(nets_ema, cfg:Config,
                  x_src:Tensor, y_src:Tensor, # (N,3,S,S) sources, the top row
@@ -146,7 +146,7 @@ def sample_grids(nets_ema, cfg:Config,
         outs.append(G(rep(x_src, len(z)), s.repeat_interleave(N, 0), masks=m(len(z))).view(len(z), N, *x_src.shape[1:]))
     return translation_grid(x_src, x_ref, ref), translation_grid(x_src, None, torch.cat(outs))
 
-# %% ../nbs/06_callbacks.ipynb #f86f1f12
+# %% ../nbs/06_callbacks.ipynb #d73c0a79
 class SampleGridCallback(Callback):
     "Every `every` iterations, save reference- and latent-guided grids of a fixed batch (EMA nets) to `out_dir`."
     order = 30
@@ -178,7 +178,7 @@ class SampleGridCallback(Callback):
         self.saved += [fr, fl]
         return [fr, fl]
 
-# %% ../nbs/06_callbacks.ipynb #706355ca
+# %% ../nbs/06_callbacks.ipynb #1b68420b
 def _stateful(learn) -> dict:
     return {cb.name: cb for cb in learn.cbs if hasattr(cb, 'state_dict') and hasattr(cb, 'load_state_dict')}
 
@@ -191,7 +191,7 @@ def save_checkpoint(learn, ckpt_dir) -> Path:
     state = dict(config=asdict(learn.cfg), iter=it, callbacks={n: cb.state_dict() for n, cb in _stateful(learn).items()})
     return atomic_save(state, ckpt_dir/f'{it:06d}_state.ckpt')
 
-# %% ../nbs/06_callbacks.ipynb #5974ceda
+# %% ../nbs/06_callbacks.ipynb #5fdf6c3a
 RESUME_FREE = ('name', 'total_iters', 'print_every', 'sample_every', 'save_every', 'num_workers', 'val_batch_size')
 
 class ConfigMismatch(ValueError):
@@ -226,7 +226,7 @@ def load_checkpoint(learn, path) -> int:
     learn.train_iter = it
     return it
 
-# %% ../nbs/06_callbacks.ipynb #856f684c
+# %% ../nbs/06_callbacks.ipynb #7a7699f7
 class CheckpointCallback(Callback):
     "Save official-format checkpoints + resume state every `every` iterations, at the end of fit, and on Ctrl-C."
     order = 40
@@ -257,7 +257,7 @@ class CheckpointCallback(Callback):
         if not getattr(self.learn, 'in_iteration', False) and self.last_saved != self.learn.train_iter: self.save()
         if self._old is not None: signal.signal(signal.SIGINT, self._old); self._old = None
 
-# %% ../nbs/06_callbacks.ipynb #b7a84482
+# %% ../nbs/06_callbacks.ipynb #e5af8e5a
 class NanGuardCallback(Callback):
     "Stop training, before the optimiser step, when a loss term is NaN or infinite; `self.message` says where."
     order = 0

@@ -11,7 +11,7 @@ __all__ = ['stargan_learner', 'TrainingStopped', 'train', 'config_from_args', 'c
            'SampleGridCallback', 'CheckpointCallback', 'NanGuardCallback', 'save_checkpoint', 'load_checkpoint',
            'plot_losses', 'ConfigMismatch']
 
-# %% ../nbs/07_learner.ipynb #b88d6e7a
+# %% ../nbs/07_learner.ipynb #83b3371a
 import argparse, json, sys, time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,7 +25,7 @@ from .trainer import StarGANTrainer, make_optimizers, d_step, g_step
 from .callbacks import (EMACallback, DSDecayCallback, LossLogCallback, SampleGridCallback, CheckpointCallback,
                                   NanGuardCallback, save_checkpoint, load_checkpoint, latest_state, plot_losses, ConfigMismatch)
 
-# %% ../nbs/07_learner.ipynb #37eb726e
+# %% ../nbs/07_learner.ipynb #ab3e1793
 def _no_loss(*args): return torch.zeros(())
 
 def stargan_learner(dls,                     # fastai DataLoaders from `get_dls` (7-tuple batches)
@@ -48,7 +48,7 @@ def stargan_learner(dls,                     # fastai DataLoaders from `get_dls`
     learn.cfg, learn.train_iter = cfg, 0
     return learn
 
-# %% ../nbs/07_learner.ipynb #fdc14220
+# %% ../nbs/07_learner.ipynb #62835a99
 class TrainingStopped(RuntimeError):
     "Training stopped before the requested iteration (NaN guard)."
 
@@ -91,7 +91,7 @@ def _load_fan():
     from stargan_v2.fan import load_fan
     return load_fan()
 
-# %% ../nbs/07_learner.ipynb #32e31a42
+# %% ../nbs/07_learner.ipynb #5837724a
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='stargan_v2 train', description="Train StarGAN v2. The default preset trains on the "
                                 "built-in Shapes dataset on a CPU in minutes.")
@@ -103,12 +103,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--device', default=None, help='cpu, cuda, cuda:1, mps (default: best available)')
     p.add_argument('--seed', type=int, default=None, help='random seed')
     p.add_argument('--workers', type=int, default=None, help='DataLoader workers')
+    p.add_argument('--threads', type=int, default=None, help='CPU threads for PyTorch (on a busy or 2-core CPU, 1 is often fastest)')
     p.add_argument('--resume', action='store_true', help='continue from the latest checkpoint in --out')
     p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='override any Config field, e.g. lambda_ds=2 lr=2e-4')
     p.add_argument('--quiet', action='store_true', help='no log lines on stdout (log.txt is still written)')
     return p
 
-# %% ../nbs/07_learner.ipynb #8c5a308c
+# %% ../nbs/07_learner.ipynb #e266bf66
 def _coerce(cfg:Config, kv:str) -> tuple:
     if '=' not in kv: raise SystemExit(f"--set expects KEY=VALUE, got {kv!r}")
     k, v = kv.split('=', 1)
@@ -131,6 +132,7 @@ def cli_train(argv:list) -> int:
     "`stargan_v2 train [--preset shapes] [--out DIR] [--iters N] [--resume] ...`"
     a = _parser().parse_args(argv)
     cfg = config_from_args(a)
+    if a.threads: torch.set_num_threads(a.threads)
     out = Path(a.out or Path('runs')/a.preset)
     print(f"stargan_v2 train: preset {a.preset}, {cfg.total_iters} iterations, batch {cfg.batch_size}, "
           f"{cfg.img_size}px -> {out}", flush=True)
@@ -142,7 +144,7 @@ def cli_train(argv:list) -> int:
           f"{out}/checkpoints/{learn.train_iter:06d}_nets_ema.ckpt; samples: {out}/samples/; loss plot: {out}/losses.png", flush=True)
     return 0
 
-# %% ../nbs/07_learner.ipynb #b4602147
+# %% ../nbs/07_learner.ipynb #02d3ed13
 _all_ = ['Config', 'get_config', 'set_seed', 'show_grid', 'get_dls', 'fixed_batch', 'build_nets', 'ema_copy', 'Nets',
          'd_loss', 'g_loss', 'ds_weight', 'StarGANTrainer', 'make_optimizers', 'd_step', 'g_step',
          'EMACallback', 'DSDecayCallback', 'LossLogCallback', 'SampleGridCallback', 'CheckpointCallback', 'NanGuardCallback',

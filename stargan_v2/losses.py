@@ -8,13 +8,13 @@ Docs: https://github.com/stargan-v2-course/stargan_v2/losses.html.md"""
 __all__ = ['adv_loss', 'r1_reg', 'style_recon_loss', 'diversity_loss', 'ds_weight', 'cycle_loss', 'target_style', 'get_masks',
            'd_loss', 'g_loss']
 
-# %% ../nbs/03_losses.ipynb #adc499f9
+# %% ../nbs/03_losses.ipynb #854527e5
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import Config
 
-# %% ../nbs/03_losses.ipynb #0c32385b
+# %% ../nbs/03_losses.ipynb #d77c38d9
 def adv_loss(logits:Tensor, # D's logits, shape (B,)
              target:int,    # 1 for "real", 0 for "fake"
             ) -> Tensor:    # scalar, mean over the batch
@@ -22,7 +22,7 @@ def adv_loss(logits:Tensor, # D's logits, shape (B,)
     assert target in (0, 1), f"target must be 0 or 1, got {target}"
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(target)))
 
-# %% ../nbs/03_losses.ipynb #788f1019
+# %% ../nbs/03_losses.ipynb #54b2b0d7
 def r1_reg(d_real:Tensor, # D logits on real images, shape (B,)
            x_real:Tensor, # the real images (B,3,H,W); must have `requires_grad=True`
           ) -> Tensor:    # scalar penalty
@@ -31,14 +31,14 @@ def r1_reg(d_real:Tensor, # D logits on real images, shape (B,)
     g, = torch.autograd.grad(d_real.sum(), x_real, create_graph=True)
     return 0.5 * g.pow(2).flatten(1).sum(1).mean()
 
-# %% ../nbs/03_losses.ipynb #3b41b97a
+# %% ../nbs/03_losses.ipynb #fc762bbb
 def style_recon_loss(s_pred:Tensor, # E's reading of the fake, (B,style_dim)
                      s_trg:Tensor,  # the style G was given, (B,style_dim)
                     ) -> Tensor:    # scalar
     "Mean absolute error between the style code G received and the one E reads back."
     return (s_pred - s_trg).abs().mean()
 
-# %% ../nbs/03_losses.ipynb #eaa27b98
+# %% ../nbs/03_losses.ipynb #3a787390
 def diversity_loss(x_fake:Tensor,  # G(x, s1), (B,3,H,W)
                    x_fake2:Tensor, # G(x, s2), (B,3,H,W); detached here
                   ) -> Tensor:     # scalar, to be *subtracted* (maximised)
@@ -52,14 +52,14 @@ def ds_weight(it:int,         # iterations done so far
     "Diversity-loss weight: `lambda0` at step 0, decaying linearly to 0 at `ds_iter`, 0 after."
     return lambda0 * max(0., 1 - it / ds_iter) if ds_iter > 0 else 0.
 
-# %% ../nbs/03_losses.ipynb #7b8e0f10
+# %% ../nbs/03_losses.ipynb #082d8d5f
 def cycle_loss(x_rec:Tensor,  # G(G(x, s_trg), s_org), (B,3,H,W)
                x_real:Tensor, # the source images, (B,3,H,W)
               ) -> Tensor:    # scalar
     "Mean absolute error between the source and its round trip through the target domain."
     return (x_rec - x_real).abs().mean()
 
-# %% ../nbs/03_losses.ipynb #f9c9d6e0
+# %% ../nbs/03_losses.ipynb #7b383556
 def target_style(nets, y_trg:Tensor, z_trg:Tensor|None=None, x_ref:Tensor|None=None) -> Tensor:
     "The target style: F(z_trg, y_trg) in latent mode, E(x_ref, y_trg) in reference mode."
     if (z_trg is None) == (x_ref is None): raise ValueError("pass exactly one of z_trg or x_ref")
@@ -73,7 +73,7 @@ def get_masks(nets, cfg:Config, x:Tensor):
                                      "or train with w_hpf=0")
     return fan.get_heatmap(x)
 
-# %% ../nbs/03_losses.ipynb #ba9ceded
+# %% ../nbs/03_losses.ipynb #2e58ad38
 def d_loss(nets, cfg:Config,
            x_real:Tensor,            # source images (B,3,H,W)
            y_org:Tensor,             # their domains (B,)
@@ -92,7 +92,7 @@ def d_loss(nets, cfg:Config,
     loss = loss_real + loss_fake + cfg.lambda_reg * loss_reg
     return loss, dict(real=loss_real.item(), fake=loss_fake.item(), reg=loss_reg.item())
 
-# %% ../nbs/03_losses.ipynb #696e033e
+# %% ../nbs/03_losses.ipynb #d78f83d0
 def g_loss(nets, cfg:Config,
            x_real:Tensor,               # source images (B,3,H,W)
            y_org:Tensor,                # their domains (B,)

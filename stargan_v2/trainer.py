@@ -7,7 +7,7 @@ Docs: https://github.com/stargan-v2-course/stargan_v2/trainer.html.md"""
 # %% auto #0
 __all__ = ['NET_NAMES', 'make_optimizers', 'd_step', 'g_step', 'StarGANTrainer']
 
-# %% ../nbs/05_trainer.ipynb #ab429b2c
+# %% ../nbs/05_trainer.ipynb #7448f972
 import math, random
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from fastai.callback.progress import ProgressCallback  # registers the progress 
 from .core import Config, rng_state, set_rng_state
 from .losses import d_loss, g_loss, get_masks
 
-# %% ../nbs/05_trainer.ipynb #220e4cb5
+# %% ../nbs/05_trainer.ipynb #bae52f4c
 NET_NAMES = ('generator', 'mapping_network', 'style_encoder', 'discriminator')
 
 def make_optimizers(nets:nn.Module, cfg:Config) -> dict:
@@ -29,7 +29,7 @@ def make_optimizers(nets:nn.Module, cfg:Config) -> dict:
                                    betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
             for name in NET_NAMES}
 
-# %% ../nbs/05_trainer.ipynb #19231711
+# %% ../nbs/05_trainer.ipynb #7a8efe8b
 def _zero_grad(optims:dict):
     for o in optims.values(): o.zero_grad(set_to_none=True)
 
@@ -51,10 +51,10 @@ def g_step(nets, optims:dict, cfg:Config, x_real, y_org, y_trg, z_trgs=None, x_r
         optims[name].step()
     return parts
 
-# %% ../nbs/05_trainer.ipynb #45915b13
+# %% ../nbs/05_trainer.ipynb #5f0d7b6b
 class StarGANTrainer(Callback):
     "Run one StarGAN v2 iteration (D latent, D ref, G latent, G ref) per training batch, with its own four optimisers."
-    order = -5
+    order = 55   # last in `before_batch`, so every other callback sees the batch before the iteration runs
     def __init__(self, cfg:Config, optims:dict|None=None):
         self.cfg, self.optims = cfg, optims
         self._it, self._target, self._pass, self._replay = 0, None, None, None
@@ -66,7 +66,7 @@ class StarGANTrainer(Callback):
 
     def before_validate(self): raise CancelValidException()   # no validation pass: sampling/eval are callbacks
 
-# %% ../nbs/05_trainer.ipynb #0688b86c
+# %% ../nbs/05_trainer.ipynb #b5b9d178
 @patch
 def before_batch(self:StarGANTrainer):
     self.learn.in_iteration = True   # until all four steps are done: the state is half-updated
@@ -82,6 +82,7 @@ def before_batch(self:StarGANTrainer):
         log.update({name + k: v for k, v in parts.items()})
     log['G/lambda_ds'] = lambda_ds
     self.learn.loss_parts, self.learn.in_iteration = log, False
+    self._it, self._pass['pos'] = self.learn.train_iter + 1, self._pass['pos'] + 1   # fastai increments train_iter next
     raise CancelBatchException()   # fastai's own forward/backward/step are not used
 
 @patch
@@ -92,7 +93,7 @@ def _on_loss(self:StarGANTrainer, prefix:str, log:dict):
         self.learn('after_loss')
     return f
 
-# %% ../nbs/05_trainer.ipynb #c48ad0d5
+# %% ../nbs/05_trainer.ipynb #94322304
 def _dl_rng(dl) -> dict|None:
     "The state of a loader's own Python RNG (fastai `DataLoader.rng`), if it has one, as tensors."
     r = getattr(dl, 'rng', None)
@@ -120,7 +121,7 @@ class _Pass:
             yield b
     def __getattr__(self, k): return getattr(self.dl, k)
 
-# %% ../nbs/05_trainer.ipynb #6675e17d
+# %% ../nbs/05_trainer.ipynb #8953d39a
 @patch
 def before_train(self:StarGANTrainer):
     dl = self.learn.dl
@@ -154,15 +155,10 @@ def _stop_state(self:StarGANTrainer) -> dict:
     return dict(rng=rng_state(), dl_rng=_dl_rng(self.learn.dls.train))
 
 @patch
-def after_batch(self:StarGANTrainer):
-    self._it = self.learn.train_iter
-    self._pass['pos'] += 1
-
-@patch
 def after_fit(self:StarGANTrainer):
     self._replay, self._target = self._stop_state(), None
 
-# %% ../nbs/05_trainer.ipynb #3dd9285d
+# %% ../nbs/05_trainer.ipynb #7dcb27e3
 @patch
 def state_dict(self:StarGANTrainer) -> dict:
     "Iteration, data-pass position and random states: what a resume needs besides weights and optimisers."
@@ -173,7 +169,7 @@ def load_state_dict(self:StarGANTrainer, sd:dict):
     self._it, self._pass, self._replay = sd['iter'], sd['data_pass'], sd['stop']
     if hasattr(self, 'learn'): self.learn.train_iter = self._it
 
-# %% ../nbs/05_trainer.ipynb #9a2184f4
+# %% ../nbs/05_trainer.ipynb #6998a6c5
 @patch
 def fit_iters(self:Learner, n_iters:int, cbs=None):
     "Train `n_iters` more StarGAN v2 iterations (one per batch), over as many passes of `dls.train` as needed."

@@ -1,0 +1,106 @@
+"Training reliability: exact resume, NaN guard, config refusal, Ctrl-C, official checkpoint files, the CLI and the star-import surface."
+import os, signal
+import pytest, torch
+from fastai.callback.core import Callback
+from stargan_v2.core import Config
+from stargan_v2.models import build_nets
+from stargan_v2.checkpoints import safe_load
+from stargan_v2.callbacks import latest_state, ConfigMismatch
+from stargan_v2.learner import train, cli_train, TrainingStopped
+
+torch.set_num_threads(1)   # tiny nets: one thread is fastest, and it keeps CPU results reproducible
+CFG = Config.tiny(total_iters=4, ds_iter=4, save_every=2, sample_every=2, print_every=2)
+
+def _run(out, cfg=CFG, **kw): return train(cfg, out, device='cpu', verbose=False, progress=False, **kw)
+
+def _files(out, it):
+    return {k: safe_load(out/'checkpoints'/f'{it:06d}_{k}.ckpt') for k in ('nets', 'nets_ema', 'optims')}
+
+def _assert_equal(a, b, path=''):
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a: _assert_equal(a[k], b[k], f'{path}/{k}')
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)): _assert_equal(x, y, f'{path}[{i}]')
+    elif isinstance(a, torch.Tensor): assert torch.equal(a, b), path
+    else: assert a == b, path
+
+@pytest.mark.reliability
+def test_resume_is_exact(tmp_path):
+    _run(tmp_path/'straight')
+    _run(tmp_path/'resumed', CFG.replace(total_iters=2))
+    learn = _run(tmp_path/'resumed', resume=True)
+    assert learn.train_iter == 4
+    _assert_equal(_files(tmp_path/'straight', 4), _files(tmp_path/'resumed', 4))
+
+class _Poison(Callback):
+    "Turn one D weight into NaN before iteration `at + 1`."
+    order = -7
+    def __init__(self, at): self.at = at
+    def before_batch(self):
+        if self.learn.train_iter == self.at:
+            with torch.no_grad(): next(self.learn.model.discriminator.parameters()).fill_(float('nan'))
+
+@pytest.mark.reliability
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
+    with pytest.raises(TrainingStopped, match=r'Non-finite loss at iteration 4: D/latent_real=nan.*last good checkpoint is iteration 2'):
+        _run(tmp_path, cbs=[_Poison(3)])
+    assert latest_state(tmp_path).name == '000002_state.ckpt'
+    assert not (tmp_path/'checkpoints'/'000003_nets.ckpt').exists()
+    assert all(torch.isfinite(v).all() for sd in _files(tmp_path, 2)['nets'].values() for v in sd.values() if v.is_floating_point())
+    assert 'Non-finite loss' in (tmp_path/'log.txt').read_text()
+
+@pytest.mark.reliability
+def test_checkpoint_from_other_config_is_refused(tmp_path):
+    _run(tmp_path, CFG.replace(total_iters=2))
+    with pytest.raises(ConfigMismatch, match=r"lambda_cyc: checkpoint 1.0, now 2.0"):
+        _run(tmp_path, CFG.replace(lambda_cyc=2.), resume=True)
+    with pytest.raises(FileExistsError, match='resume'): _run(tmp_path)   # no silent overwrite either
+
+class _CtrlC(Callback):
+    "Send SIGINT to ourselves during iteration `at` (as a user pressing Ctrl-C would)."
+    order = -7
+    def __init__(self, at): self.at = at
+    def before_batch(self):
+        if self.learn.train_iter == self.at - 1: os.kill(os.getpid(), signal.SIGINT)
+
+@pytest.mark.reliability
+def test_ctrl_c_saves_and_resume_continues(tmp_path):
+    learn = _run(tmp_path, CFG.replace(total_iters=6, save_every=4), cbs=[_CtrlC(3)])
+    assert learn.train_iter == 3 and latest_state(tmp_path).name == '000003_state.ckpt'
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # handler restored
+    learn = _run(tmp_path, CFG.replace(total_iters=6, save_every=4), resume=True)
+    assert learn.train_iter == 6
+
+def test_official_checkpoint_format(tmp_path):
+    _run(tmp_path, CFG.replace(total_iters=2))
+    f = _files(tmp_path, 2)
+    assert set(f['nets']) == {'generator', 'mapping_network', 'style_encoder', 'discriminator'}
+    assert set(f['nets_ema']) == {'generator', 'mapping_network', 'style_encoder'}
+    assert set(f['optims']) == set(f['nets']) and all('state' in o and 'param_groups' in o for o in f['optims'].values())
+    nets = build_nets(CFG)
+    for n, sd in f['nets'].items(): getattr(nets, n).load_state_dict(sd, strict=True)   # plain strict loading, as the official code does
+    assert sorted(p.name for p in (tmp_path/'samples').iterdir()) == ['000002_latent.png', '000002_reference.png']
+    assert (tmp_path/'losses.png').exists() and (tmp_path/'config.json').exists()
+
+def test_cli_train_tiny(tmp_path, capsys):
+    out = tmp_path/'cli'
+    rc = cli_train(['--preset', 'tiny', '--out', str(out), '--iters', '2', '--device', 'cpu', '--threads', '1',
+                    '--set', 'save_every=2', 'sample_every=2', 'print_every=1'])
+    assert rc == 0 and (out/'checkpoints'/'000002_nets_ema.ckpt').exists()
+    assert 'G/latent_adv' in (out/'log.txt').read_text() and 'done: iteration 2' in capsys.readouterr().out
+
+    with pytest.raises(SystemExit, match='no field'): cli_train(['--preset', 'tiny', '--out', str(out), '--set', 'nonsense=1'])
+
+LEARNER_SURFACE = {
+    'Config', 'get_config', 'set_seed', 'show_grid', 'get_dls', 'fixed_batch', 'build_nets', 'ema_copy', 'Nets',
+    'd_loss', 'g_loss', 'ds_weight', 'StarGANTrainer', 'make_optimizers', 'd_step', 'g_step',
+    'EMACallback', 'DSDecayCallback', 'LossLogCallback', 'SampleGridCallback', 'CheckpointCallback', 'NanGuardCallback',
+    'save_checkpoint', 'load_checkpoint', 'plot_losses', 'ConfigMismatch',
+    'stargan_learner', 'train', 'cli_train', 'config_from_args', 'TrainingStopped'}
+
+def test_learner_star_import_surface():
+    ns = {}
+    exec('from stargan_v2.learner import *', ns)
+    assert set(ns) - {'__builtins__'} == LEARNER_SURFACE
