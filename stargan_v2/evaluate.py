@@ -9,7 +9,7 @@ __all__ = ['domain_folders', 'tasks', 'load_split', 'translate', 'circ_mean', 'c
            'measured_folder', 'shapes_scores', 'evaluate_task', 'evaluate', 'results_table', 'write_results',
            'cli_eval']
 
-# %% ../nbs/08a_evaluate.ipynb #19b398dd
+# %% ../nbs/08a_evaluate.ipynb #7e153bb7
 import argparse, json, math, sys, time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,7 +22,7 @@ from .metrics import (frechet_distance, fid_to_stats, activation_stats, list_ima
                                 inception_features, load_lpips, lpips_diversity, _files_key)
 from .shapes import measure_shapes, shapes_path, hue_dist, SHAPE_DOMAINS, PATTERNS
 
-# %% ../nbs/08a_evaluate.ipynb #407a666f
+# %% ../nbs/08a_evaluate.ipynb #6e09a301
 def domain_folders(root, split:str='val') -> list:
     "Sorted domain names (sub-folders) of root/split."
     d = Path(root)/split
@@ -39,7 +39,7 @@ def load_split(root, domains, img_size:int, split:str='val', n:int|None=None) ->
     "{domain: (N,3,S,S) float images in [-1,1]} for the first `n` files of each domain folder."
     return {d: load_images(list_images(Path(root)/split/d)[:n], img_size).float() / 127.5 - 1 for d in domains}
 
-# %% ../nbs/08a_evaluate.ipynb #590da79b
+# %% ../nbs/08a_evaluate.ipynb #eb4706a0
 def _masks(nets, x:Tensor):
     "Masks for G's high-pass path, if `nets` has one (`Nets.get_masks`), else None."
     f = getattr(nets, 'get_masks', None)
@@ -60,7 +60,7 @@ def translate(nets,                # EMA `Nets` (generator, mapping_network, sty
     s = nets.mapping_network(z.to(dev), y) if z is not None else nets.style_encoder(x_ref.to(dev), y)
     return nets.generator(x_src, s, masks=_masks(nets, x_src))
 
-# %% ../nbs/08a_evaluate.ipynb #f2738b15
+# %% ../nbs/08a_evaluate.ipynb #587269e6
 def circ_mean(deg) -> float:
     "Circular mean of angles in degrees (NaNs ignored)."
     a = np.radians(np.asarray(deg, float)); a = a[~np.isnan(a)]
@@ -73,7 +73,7 @@ def circ_std(deg) -> float:
     R = min(1., math.hypot(np.sin(a).mean(), np.cos(a).mean()))
     return float(np.degrees(math.sqrt(-2 * math.log(max(R, 1e-12)))))
 
-# %% ../nbs/08a_evaluate.ipynb #8cc26ddc
+# %% ../nbs/08a_evaluate.ipynb #f5cecda7
 _FEAT_SCALE = {'cx': 6., 'cy': 6., 'size': 2., 'hue_x': .5, 'hue_y': .5, 'fill_val': .1, 'bg_val': .06, 'bg_sat': .04}
 
 def shape_features(df:pd.DataFrame) -> np.ndarray:  # (N, 8 + len(PATTERNS) + len(SHAPE_DOMAINS))
@@ -91,7 +91,7 @@ def shapes_fid(df_fake:pd.DataFrame, df_real:pd.DataFrame) -> float:
     if min(len(df_fake), len(df_real)) < 2: return float('nan')
     return frechet_distance(*activation_stats(shape_features(df_fake)), *activation_stats(shape_features(df_real)), method='eigh')
 
-# %% ../nbs/08a_evaluate.ipynb #f590134e
+# %% ../nbs/08a_evaluate.ipynb #4bc76280
 def measured_folder(folder, img_size:int, cache:bool|Path=True) -> pd.DataFrame:
     "`measure_shapes` of every image in `folder` (resized to img_size), cached as CSV."
     files = list_images(folder)
@@ -104,7 +104,7 @@ def measured_folder(folder, img_size:int, cache:bool|Path=True) -> pd.DataFrame:
         tmp = path.with_suffix('.tmp'); df.to_csv(tmp, index=False); tmp.replace(path)
     return df
 
-# %% ../nbs/08a_evaluate.ipynb #7fbfa89e
+# %% ../nbs/08a_evaluate.ipynb #671b95c2
 def _rot_err(a, b) -> np.ndarray:
     "Rotation difference modulo 30° (NaN when either shape has no rotation, e.g. a circle)."
     d = np.abs(np.asarray(a, float) - np.asarray(b, float)) % 30
@@ -127,7 +127,7 @@ def _pattern_tv(a:pd.Series, b:pd.Series) -> float:
     pa, pb = (np.array([(s == p).mean() for p in PATTERNS]) for s in (a, b))
     return float(0.5 * np.abs(pa - pb).sum())
 
-# %% ../nbs/08a_evaluate.ipynb #bff8b8f2
+# %% ../nbs/08a_evaluate.ipynb #d8602742
 def _latent_style_scores(out:pd.DataFrame, real:pd.DataFrame, n_src:int) -> dict:
     "Latent outputs vs the target's real style distribution, and their spread across z per source."
     mu = circ_mean(real['fill_hue'])
@@ -145,7 +145,7 @@ def _pairwise_l1(outs:Tensor) -> float:
     N = f.shape[1]
     return float(d.sum((1, 2)).mean() / (N * (N - 1)))
 
-# %% ../nbs/08a_evaluate.ipynb #82d03d8d
+# %% ../nbs/08a_evaluate.ipynb #bd5f0448
 def _latent_dim(nets) -> int:
     "Input size of the mapping network F (its first Linear layer)."
     return next(m for m in nets.mapping_network.modules() if isinstance(m, nn.Linear)).in_features
@@ -171,7 +171,7 @@ def _shapes_task(nets, x_src, x_ref_pool, m_src, m_ref_pool, real, trg:str, y_tr
     r['shapes_fid_latent'], r['shapes_fid_reference'] = shapes_fid(m_lat, real), shapes_fid(m_ref, real)
     return r, (outs_lat[:, :4], out_ref[:4], x_ref_pool[idx[:4]])
 
-# %% ../nbs/08a_evaluate.ipynb #dd2379f7
+# %% ../nbs/08a_evaluate.ipynb #31a69e06
 def shapes_scores(nets_ema,                # EMA `Nets` of a model trained on Shapes
                   cfg:Config,              # its config (img_size, num_domains)
                   root=None,               # the Shapes dataset (default `shapes_path()`)
@@ -199,7 +199,7 @@ def shapes_scores(nets_ema,                # EMA `Nets` of a model trained on Sh
     res = {k: float(v) for k, v in df.mean().items()} | {'tasks': {t: dict(r) for t, r in rows.items()}}
     return (res, examples) if return_examples else res
 
-# %% ../nbs/08a_evaluate.ipynb #b4458340
+# %% ../nbs/08a_evaluate.ipynb #6112ef78
 class _RefSampler:
     "Draws references like the official loader: a shuffled pass over the target's images, reshuffled when exhausted (drop_last)."
     def __init__(self, n:int, bs:int, gen): self.n, self.bs, self.gen, self.left = n, min(bs, n), gen, []
@@ -207,7 +207,7 @@ class _RefSampler:
         if not self.left: self.left = list(torch.randperm(self.n, generator=self.gen).split(self.bs))[:self.n // self.bs]
         return self.left.pop(0)[:b]
 
-# %% ../nbs/08a_evaluate.ipynb #ed098424
+# %% ../nbs/08a_evaluate.ipynb #441c3c40
 @torch.no_grad()
 def _task_outputs(nets, x_src:Tensor, y_trg:int, mode:str, num_outs:int, latent_dim:int, gen, refs=None, sampler=None) -> Tensor:
     "The num_outs outputs (num_outs,B,3,S,S) for one batch of sources, on G's device."
@@ -225,7 +225,7 @@ def _save_pngs(outs:Tensor, folder:Path, start:int):
     for j in range(u.shape[0]):
         for i in range(u.shape[1]): Image.fromarray(u[j, i]).save(folder/f'{start + i:04d}_{j:02d}.png')
 
-# %% ../nbs/08a_evaluate.ipynb #d546695c
+# %% ../nbs/08a_evaluate.ipynb #5de1e9c5
 @torch.no_grad()
 def evaluate_task(nets, x_src:Tensor, y_trg:int, mode:str, extractors:dict, lp=None, num_outs:int=10, bs:int=32,
                   latent_dim:int=16, refs:Tensor|None=None, gen=None, save_dir=None) -> tuple:  # ({flavour: feats}, [batch LPIPS])
@@ -239,7 +239,7 @@ def evaluate_task(nets, x_src:Tensor, y_trg:int, mode:str, extractors:dict, lp=N
         if save_dir is not None: _save_pngs(outs, Path(save_dir), i)
     return {k: torch.cat(v) for k, v in feats.items()}, lps
 
-# %% ../nbs/08a_evaluate.ipynb #2e9a294b
+# %% ../nbs/08a_evaluate.ipynb #cfac49a8
 def evaluate(nets_ema, cfg:Config, root,
              modes=('latent', 'reference'), # which style sources to evaluate
              extractors:dict|None=None,   # {flavour: feature extractor}, e.g. {'official': inception_features('official')}
@@ -252,6 +252,7 @@ def evaluate(nets_ema, cfg:Config, root,
     if len(doms) != cfg.num_domains: raise ValueError(f"{root} has {len(doms)} domains {doms}, but cfg.num_domains = {cfg.num_domains}")
     val, latent_dim, res, dev = load_split(root, doms, cfg.img_size), _latent_dim(nets_ema), {}, module_device(nets_ema.generator)
     nets_ema.eval()
+    real = {t: folder_stats(root/'train'/t, extractors, cfg.img_size, bs, cache, verbose) for t in doms} if extractors else {}
     for mode in modes:
         gen = torch.Generator().manual_seed(seed)
         for src, trg, name in tasks(doms):
@@ -259,14 +260,14 @@ def evaluate(nets_ema, cfg:Config, root,
             feats, lps = evaluate_task(nets_ema, val[src][:n_per_domain], doms.index(trg), mode, extractors, lp, num_outs, bs, latent_dim, val[trg],
                                        gen, None if save_dir is None else Path(save_dir)/mode/name)
             for k, f in feats.items():
-                res[f'FID_{k}_{mode}/{name}'] = fid_to_stats(f, *folder_stats(root/'train'/trg, extractors[k], cfg.img_size, bs, cache), device=dev)
+                res[f'FID_{k}_{mode}/{name}'] = fid_to_stats(f, *real[trg][k], device=dev)
             if lp is not None: res[f'LPIPS_{mode}/{name}'] = float(np.mean(lps))
             if verbose: print(f"{mode:9s} {name:20s} " + ' '.join(f"{k.split('/')[0]}={v:.4f}" for k, v in res.items() if k.endswith(f'{mode}/{name}')) + f"  ({time.time()-t0:.1f}s)")
     for key in sorted({k.rsplit('/', 1)[0] for k in res}):
         res[f'{key}/mean'] = float(np.mean([v for k, v in res.items() if k.startswith(key + '/')]))
     return res
 
-# %% ../nbs/08a_evaluate.ipynb #e0d8e4fb
+# %% ../nbs/08a_evaluate.ipynb #020c0ca5
 def results_table(res:dict) -> str:
     "A markdown table: one row per task (and the mean), one column per metric/mode."
     cols = sorted({k.rsplit('/', 1)[0] for k in res if '/' in k})
@@ -284,7 +285,7 @@ def write_results(res:dict, out_dir, name:str='eval') -> tuple:
     pm.write_text(results_table({k: v for k, v in res.items() if isinstance(v, (int, float))}) + '\n')
     return pj, pm
 
-# %% ../nbs/08a_evaluate.ipynb #9c15a649
+# %% ../nbs/08a_evaluate.ipynb #72266860
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='stargan_v2 eval', description='FID (official-compatible and standard), LPIPS diversity and, on Shapes, the Shapes scores of a checkpoint.')
     p.add_argument('--checkpoint', required=True, help='a *_nets_ema.ckpt file, or a run / checkpoints directory (latest step)')
@@ -303,7 +304,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--no-shapes', action='store_true', help='skip the Shapes scores on a Shapes dataset')
     return p
 
-# %% ../nbs/08a_evaluate.ipynb #215a3887
+# %% ../nbs/08a_evaluate.ipynb #fb80e6d7
 def _resolve_root(cfg:Config, data) -> Path:
     "The dataset root: --data, else Shapes, else the config's data folder."
     if data is not None: return Path(data)
@@ -321,7 +322,7 @@ def _run_dir(ckpt:Path) -> Path:
     d = ckpt.parent if ckpt.is_file() else ckpt
     return d.parent if d.name == 'checkpoints' else d
 
-# %% ../nbs/08a_evaluate.ipynb #28ecd139
+# %% ../nbs/08a_evaluate.ipynb #e2fb7a76
 def cli_eval(argv:list) -> int:
     "`stargan_v2 eval --checkpoint PATH [...]`: evaluate a checkpoint; writes eval.json / eval.md."
     a = _parser().parse_args(argv)

@@ -54,8 +54,8 @@ def _fakes(root, S=32):
 CONTRACT = ('acc_latent', 'acc_reference', 'pos_err_latent', 'pos_err_reference', 'hue_err_reference', 'diversity_latent')
 
 def test_shapes_scores_on_constructed_translators(root, mcache):
-    ident, copier = _fakes(root)
     cfg = Config.shapes()
+    ident, copier = _fakes(root, cfg.img_size)
     si = E.shapes_scores(ident, cfg, root, n_per_domain=6, num_outs=3, cache=mcache)
     sc = E.shapes_scores(copier, cfg, root, n_per_domain=6, num_outs=3, cache=mcache)
     for k in CONTRACT: assert k in si and np.isfinite(si[k]), k
