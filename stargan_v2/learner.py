@@ -17,10 +17,10 @@ from dataclasses import asdict
 from pathlib import Path
 import torch
 from fastai.learner import Learner
-from .core import Config, get_config, set_seed, show_grid, default_device, PRESETS
+from .core import Config, get_config, set_seed, show_grid, default_device, PRESETS, DownloadError
 from .models import build_nets, ema_copy, Nets
 from .losses import d_loss, g_loss, ds_weight
-from .data import get_dls, fixed_batch
+from .data import get_dls, fixed_batch, DataError
 from .trainer import StarGANTrainer, make_optimizers, d_step, g_step
 from .callbacks import (EMACallback, DSDecayCallback, LossLogCallback, SampleGridCallback, CheckpointCallback,
                                   NanGuardCallback, save_checkpoint, load_checkpoint, latest_state, plot_losses, ConfigMismatch)
@@ -138,7 +138,7 @@ def cli_train(argv:list) -> int:
           f"{cfg.img_size}px -> {out}", flush=True)
     t0 = time.time()
     try: learn = train(cfg, out, root=a.root, device=a.device, resume=a.resume, verbose=not a.quiet)
-    except (FileExistsError, ConfigMismatch, TrainingStopped) as e:
+    except (FileExistsError, FileNotFoundError, ConfigMismatch, TrainingStopped, DataError, DownloadError) as e:
         print(f"stargan_v2 train: {e}", file=sys.stderr); return 1
     print(f"done: iteration {learn.train_iter} in {time.time() - t0:.0f} s. EMA weights: "
           f"{out}/checkpoints/{learn.train_iter:06d}_nets_ema.ckpt; samples: {out}/samples/; loss plot: {out}/losses.png", flush=True)
