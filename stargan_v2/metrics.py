@@ -10,7 +10,7 @@ __all__ = ['INCEPTION_WEIGHTS', 'IMG_EXTS', 'frechet_distance', 'activation_stat
            'inception_weights', 'inception_features', 'list_images', 'load_images', 'extract_features', 'folder_stats',
            'load_lpips', 'lpips_feats', 'lpips_from_feats', 'lpips_diversity']
 
-# %% ../nbs/08_metrics.ipynb #a6f2907f
+# %% ../nbs/08_metrics.ipynb #7ef4f2e8
 import hashlib, itertools, warnings
 from pathlib import Path
 import numpy as np
@@ -21,7 +21,7 @@ from torch import nn, Tensor
 from PIL import Image
 from .core import cache_dir, download_url, to_uint8, DownloadError
 
-# %% ../nbs/08_metrics.ipynb #de5b4fbd
+# %% ../nbs/08_metrics.ipynb #dfc6d230
 def _sqrtm(a):
     "scipy's matrix square root, without its warning on singular input (we check the result instead)."
     with warnings.catch_warnings():
@@ -41,7 +41,7 @@ def _trace_sqrt_product(sigma1, sigma2, eps:float=1e-6) -> float:
         covmean = covmean.real
     return float(np.trace(covmean))
 
-# %% ../nbs/08_metrics.ipynb #7c4f83ee
+# %% ../nbs/08_metrics.ipynb #732ef0d2
 def _trace_sqrt_product_eigh(sigma1, sigma2, device=None) -> float:
     "Tr((Σ1Σ2)^½) as Σ√λ of the symmetric PSD matrix Σ1^½ Σ2 Σ1^½ (never complex; float64, on `device`)."
     s1, s2 = (torch.as_tensor(np.asarray(s), dtype=torch.float64, device=device) for s in (sigma1, sigma2))
@@ -50,7 +50,7 @@ def _trace_sqrt_product_eigh(sigma1, sigma2, device=None) -> float:
     lam = torch.linalg.eigvalsh(r1 @ s2 @ r1)
     return float(lam.clamp_min(0).sqrt().sum())
 
-# %% ../nbs/08_metrics.ipynb #138800d7
+# %% ../nbs/08_metrics.ipynb #557f5512
 def frechet_distance(mu1:np.ndarray,    # (D,) mean of the first feature set
                      sigma1:np.ndarray, # (D,D) its covariance
                      mu2:np.ndarray,    # (D,) mean of the second feature set
@@ -69,7 +69,7 @@ def frechet_distance(mu1:np.ndarray,    # (D,) mean of the first feature set
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr)
 
-# %% ../nbs/08_metrics.ipynb #6a17785d
+# %% ../nbs/08_metrics.ipynb #507391b9
 def activation_stats(feats) -> tuple:  # (mu (D,), sigma (D,D)) in float64
     "Mean and unbiased covariance of an (N,D) array or tensor of features."
     f = feats.detach().cpu().double().numpy() if isinstance(feats, Tensor) else np.asarray(feats, np.float64)
@@ -80,7 +80,7 @@ def fid_from_feats(f1, f2, **kw) -> float:
     "FID between two (N,D) feature sets."
     return frechet_distance(*activation_stats(f1), *activation_stats(f2), **kw)
 
-# %% ../nbs/08_metrics.ipynb #10c614e0
+# %% ../nbs/08_metrics.ipynb #13608d67
 def fid_to_stats(feats,               # (N,D) features of generated images
                  mu:np.ndarray,       # (D,) real mean
                  sigma:np.ndarray,    # (D,D) real covariance
@@ -96,7 +96,7 @@ def fid_to_stats(feats,               # (N,D) features of generated images
     d2 = (f.mean(0) - m).pow(2).sum() + xc.pow(2).sum() / (n - 1) + S.trace() - 2 * lam.clamp_min(0).sqrt().sum()
     return float(d2)
 
-# %% ../nbs/08_metrics.ipynb #70f475fe
+# %% ../nbs/08_metrics.ipynb #2325ba56
 class _FIDInceptionA(nn.Module):
     "Mixed_5b–5d of the TF FID network: like torchvision's InceptionA, but the pool branch ignores padding."
     def __init__(self, blk): super().__init__(); self._modules.update(blk._modules)
@@ -115,7 +115,7 @@ class _FIDInceptionC(nn.Module):
         bp = self.branch_pool(F.avg_pool2d(x, 3, 1, 1, count_include_pad=False))
         return torch.cat([self.branch1x1(x), b7, bd, bp], 1)
 
-# %% ../nbs/08_metrics.ipynb #24f07cea
+# %% ../nbs/08_metrics.ipynb #bb75b5c3
 class _FIDInceptionE(nn.Module):
     "Mixed_7b/7c of the TF FID network: pool branch is a padding-free average (7b) or a max pool (7c)."
     def __init__(self, blk, pool:str):
@@ -128,7 +128,7 @@ class _FIDInceptionE(nn.Module):
         p = F.avg_pool2d(x, 3, 1, 1, count_include_pad=False) if self.pool == 'avg' else F.max_pool2d(x, 3, 1, 1)
         return torch.cat([self.branch1x1(x), b3, bd, self.branch_pool(p)], 1)
 
-# %% ../nbs/08_metrics.ipynb #469878f4
+# %% ../nbs/08_metrics.ipynb #74b88e99
 def fid_inception_net():
     "torchvision's Inception-v3 skeleton patched into the TF FID network (1008 classes, no aux head), random weights."
     from torchvision.models import inception_v3
@@ -138,7 +138,7 @@ def fid_inception_net():
     net.Mixed_7b, net.Mixed_7c = _FIDInceptionE(net.Mixed_7b, 'avg'), _FIDInceptionE(net.Mixed_7c, 'max')
     return net
 
-# %% ../nbs/08_metrics.ipynb #8db470da
+# %% ../nbs/08_metrics.ipynb #1604ec13
 _CHAIN = ('Conv2d_1a_3x3', 'Conv2d_2a_3x3', 'Conv2d_2b_3x3', 'maxpool1', 'Conv2d_3b_1x1', 'Conv2d_4a_3x3', 'maxpool2',
           'Mixed_5b', 'Mixed_5c', 'Mixed_5d', 'Mixed_6a', 'Mixed_6b', 'Mixed_6c', 'Mixed_6d', 'Mixed_6e',
           'Mixed_7a', 'Mixed_7b', 'Mixed_7c', 'avgpool')
@@ -149,7 +149,7 @@ def quantize(x:Tensor) -> Tensor:  # (B,3,H,W) uint8
     if x.dtype == torch.uint8: return x
     return ((x.detach().float() + 1) / 2 * 255 + 0.5).clamp(0, 255).to(torch.uint8)
 
-# %% ../nbs/08_metrics.ipynb #d4caaaa8
+# %% ../nbs/08_metrics.ipynb #c9214ae3
 def _resize_u8(u:Tensor, size:int, round_u8:bool) -> Tensor:
     "Bilinear resize of uint8 images to size×size (antialiased when shrinking, like PIL), as float in [0,255]."
     x = u.float()
@@ -169,7 +169,7 @@ def standard_preprocess(u:Tensor) -> Tensor:
     x = F.interpolate(u.float() / 255, size=(299, 299), mode='bilinear', align_corners=False)
     return 2 * x - 1
 
-# %% ../nbs/08_metrics.ipynb #c109a14e
+# %% ../nbs/08_metrics.ipynb #ec304017
 class InceptionFeatures(nn.Module):
     "Pooled 2048-d Inception-v3 features of images in [−1,1] or uint8, for one FID `flavour`."
     def __init__(self, net:nn.Module,       # a torchvision Inception3 (or `fid_inception_net()`)
@@ -195,7 +195,7 @@ class InceptionFeatures(nn.Module):
         for n in _CHAIN: h = getattr(self.net, n)(h)
         return h.flatten(1).float()
 
-# %% ../nbs/08_metrics.ipynb #5a2bf5b8
+# %% ../nbs/08_metrics.ipynb #c07ad6e2
 INCEPTION_WEIGHTS = {  # flavour -> (URL, sha256 prefix)
     'official': ('https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth', '0cc3c7bd'),
     'standard': ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth', '6726825d'),
@@ -206,7 +206,7 @@ def inception_weights(flavour:str) -> Path:
     url, sha = INCEPTION_WEIGHTS[flavour]
     return download_url(url, cache_dir('weights')/url.rsplit('/', 1)[-1], sha256=sha)
 
-# %% ../nbs/08_metrics.ipynb #08929d5c
+# %% ../nbs/08_metrics.ipynb #cbc8b3bd
 @torch.no_grad()
 def _calibrate_bn(net:nn.Module, seed:int=0):
     "Set a random net's BatchNorm statistics from one batch of noise, so its features are not vanishingly small."
@@ -225,7 +225,9 @@ def inception_features(flavour:str='official', # 'official' (paper's table) or '
     "Build the FID feature extractor of a flavour, with its pretrained weights."
     from torchvision.models import inception_v3
     if flavour not in INCEPTION_WEIGHTS: raise ValueError(f"flavour must be one of {tuple(INCEPTION_WEIGHTS)}, not {flavour!r}")
-    net = (inception_v3(weights=None, aux_logits=True, init_weights=False) if flavour == 'official' else fid_inception_net())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)   # random weights are reproducible, so their cached statistics can be reused
+        net = (inception_v3(weights=None, aux_logits=True, init_weights=False) if flavour == 'official' else fid_inception_net())
     name = 'random'
     if weights is None: _calibrate_bn(net)
     else:
@@ -234,7 +236,7 @@ def inception_features(flavour:str='official', # 'official' (paper's table) or '
         name = Path(path).stem
     return InceptionFeatures(net, flavour, name).to(device or 'cpu')
 
-# %% ../nbs/08_metrics.ipynb #64e67902
+# %% ../nbs/08_metrics.ipynb #2d9402bd
 IMG_EXTS = ('.png', '.jpg', '.jpeg')
 
 def list_images(folder) -> list:
@@ -254,7 +256,7 @@ def load_images(files, img_size:int) -> Tensor:  # (N,3,img_size,img_size) uint8
         ims.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1))
     return torch.stack(ims)
 
-# %% ../nbs/08_metrics.ipynb #4ff4b1c7
+# %% ../nbs/08_metrics.ipynb #345dd704
 def _files_key(files, *extra) -> str:
     "Hash of the file list with sizes and mtimes, plus extra strings."
     h = hashlib.sha256()
@@ -274,7 +276,7 @@ def extract_features(extractor, files, img_size:int, bs:int=50):  # (N,D) on the
     feats = {k: torch.cat(v) for k, v in feats.items()}
     return feats if isinstance(extractor, dict) else feats['']
 
-# %% ../nbs/08_metrics.ipynb #0adae82d
+# %% ../nbs/08_metrics.ipynb #e34d8f1a
 def _stats_path(cdir, folder, tag:str, img_size:int, files):
     return None if cdir is None else cdir/f"{tag}_{Path(folder).parent.name}-{Path(folder).name}_{img_size}px_{_files_key(files, tag, img_size)}.npz"
 
@@ -303,11 +305,14 @@ def folder_stats(folder,                 # a folder of images, e.g. root/train/d
                 tmp = paths[k].with_name(paths[k].stem + '.tmp.npz'); np.savez(tmp, mu=out[k][0], sigma=out[k][1]); tmp.replace(paths[k])
     return out if isinstance(extractor, dict) else out['']
 
-# %% ../nbs/08_metrics.ipynb #9a3ec920
+# %% ../nbs/08_metrics.ipynb #aef1e239
 def load_lpips(pretrained:bool=True, device=None) -> nn.Module:
     "The `lpips` package's LPIPS(net='alex') in eval mode; `pretrained=False` uses a random AlexNet (tests, offline)."
     import lpips
-    try: lp = lpips.LPIPS(net='alex', pnet_rand=not pretrained, verbose=False).eval().requires_grad_(False)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)   # a random AlexNet is the same on every call
+            lp = lpips.LPIPS(net='alex', pnet_rand=not pretrained, verbose=False).eval().requires_grad_(False)
     except (OSError, RuntimeError) as e:   # URLError is an OSError
         raise DownloadError(f"LPIPS needs torchvision's AlexNet weights, downloaded once by torch.hub into ~/.cache/torch ({e}). "
                             "Offline, copy alexnet-owt-7be5be79.pth into ~/.cache/torch/hub/checkpoints/, or skip LPIPS.") from e
@@ -322,7 +327,7 @@ def lpips_feats(lp:nn.Module, x:Tensor) -> list:  # per layer (B,C_l,H_l,W_l), u
     outs = lp.net(lp.scaling_layer(x))
     return [lpips.normalize_tensor(o) for o in outs]
 
-# %% ../nbs/08_metrics.ipynb #52e3d911
+# %% ../nbs/08_metrics.ipynb #f5d9747c
 @torch.no_grad()
 def lpips_from_feats(lp:nn.Module, f0:list, f1:list) -> Tensor:  # (B,)
     "LPIPS distances between two sets of `lpips_feats`."

@@ -176,3 +176,4 @@ def test_random_inception_features_are_not_degenerate():
     "weights=None calibrates BatchNorm on noise: different images give different features (so plumbing tests see FID > 0)."
     f = M.inception_features('standard', None)(torch.rand(3, 3, 32, 32) * 2 - 1)
     assert f.std(0).mean() > 1e-3
+    assert M.inception_features('standard', None).tag == M.inception_features('standard', None).tag   # seeded: stable cache key
