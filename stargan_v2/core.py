@@ -35,6 +35,7 @@ class Config:
     max_conv_dim:int=512       # cap on every conv width
     hidden_dim:int=512         # width of the mapping network F (the official code hard-wires 512)
     w_hpf:float=0.             # weight of the high-pass/face-mask path (CelebA-HQ: 1)
+    g_bottleneck:int=16        # side of G's bottleneck feature maps (official: 16 at every img_size)
     # losses
     lambda_reg:float=1.        # R1 weight
     lambda_sty:float=1.        # style reconstruction weight

@@ -33,15 +33,17 @@ class Generator(nn.Module):
                  style_dim:int=64,         # dimension of s
                  max_conv_dim:int=512,     # cap on every width
                  w_hpf:float=0.,           # >0: one more stage, no decoder skips, high-pass face-mask path
-                 dim_in:int|None=None):    # first width; None = official 2**14 // img_size
+                 dim_in:int|None=None,     # first width; None = official 2**14 // img_size
+                 bottleneck:int=16):       # side of the bottleneck maps; the official code always uses 16
         super().__init__()
         d = base_width(img_size, dim_in)
         self.img_size, self.w_hpf = img_size, w_hpf
         self.from_rgb = nn.Conv2d(3, d, 3, 1, 1)
         self.encode, self.decode = nn.ModuleList(), nn.ModuleList()
         self.to_rgb = nn.Sequential(nn.InstanceNorm2d(d, affine=True), nn.LeakyReLU(0.2), nn.Conv2d(d, 3, 1, 1, 0))
-        n = _log2(img_size) - 4 + (1 if w_hpf > 0 else 0)
-        if n < 0: raise ValueError(f"Generator needs img_size ≥ 16 (≥ 8 with w_hpf > 0), got {img_size}")
+        if bottleneck < 2 or bottleneck & (bottleneck - 1): raise ValueError(f"bottleneck must be a power of two ≥ 2, got {bottleneck}")
+        n = _log2(img_size) - (bottleneck.bit_length() - 1) + (1 if w_hpf > 0 else 0)
+        if n < 0: raise ValueError(f"Generator needs img_size ≥ {bottleneck} (≥ {bottleneck//2} with w_hpf > 0) for a {bottleneck}×{bottleneck} bottleneck, got {img_size}")
         for _ in range(n):   # down/up-sampling stages
             d_out = min(d * 2, max_conv_dim)
             self.encode.append(ResBlk(d, d_out, normalize=True, downsample=True))
@@ -168,11 +170,11 @@ class Nets(nn.Module):
         return f"Nets({', '.join(parts)} params)"
 
 # %% ../nbs/02_models.ipynb #5fc4c17f
-def build_nets(cfg:Config, # uses img_size, style_dim, latent_dim, dim_in, max_conv_dim, hidden_dim, w_hpf, num_domains
+def build_nets(cfg:Config, # uses img_size, style_dim, latent_dim, dim_in, max_conv_dim, hidden_dim, w_hpf, g_bottleneck, num_domains
                fan:nn.Module|None=None, # a FAN (`02b_fan`) to attach when cfg.w_hpf > 0
               ) -> Nets:
     "G, F, E and D built from `cfg` and He-initialised (the FAN, if given, is left untouched)."
-    G = Generator(cfg.img_size, cfg.style_dim, cfg.max_conv_dim, cfg.w_hpf, cfg.dim_in)
+    G = Generator(cfg.img_size, cfg.style_dim, cfg.max_conv_dim, cfg.w_hpf, cfg.dim_in, cfg.g_bottleneck)
     Fm = MappingNetwork(cfg.latent_dim, cfg.style_dim, cfg.num_domains, cfg.hidden_dim)
     E = StyleEncoder(cfg.img_size, cfg.style_dim, cfg.num_domains, cfg.max_conv_dim, cfg.dim_in)
     D = Discriminator(cfg.img_size, cfg.num_domains, cfg.max_conv_dim, cfg.dim_in)
@@ -193,7 +195,7 @@ def ema_copy(nets:Nets) -> Nets:
 def nets_param_counts(cfg:Config) -> dict:
     "Parameter counts of G, F, E, D for `cfg`, built on the meta device (no memory, no init)."
     with torch.device('meta'):
-        G = Generator(cfg.img_size, cfg.style_dim, cfg.max_conv_dim, cfg.w_hpf, cfg.dim_in)
+        G = Generator(cfg.img_size, cfg.style_dim, cfg.max_conv_dim, cfg.w_hpf, cfg.dim_in, cfg.g_bottleneck)
         Fm = MappingNetwork(cfg.latent_dim, cfg.style_dim, cfg.num_domains, cfg.hidden_dim)
         E = StyleEncoder(cfg.img_size, cfg.style_dim, cfg.num_domains, cfg.max_conv_dim, cfg.dim_in)
         D = Discriminator(cfg.img_size, cfg.num_domains, cfg.max_conv_dim, cfg.dim_in)
