@@ -114,6 +114,13 @@ def reference_grid(nets, x_src:Tensor, # (N,3,H,W) sources: the top row
     s_ref = nets.style_encoder(x_ref, _labels(y_ref, len(x_ref), x_ref.device))
     return translation_grid(x_src, x_ref, _style_rows(nets, x_src, s_ref))
 
+def _seeded_styles(nets, y_trg:int, n:int, psi:float, s_avg:Tensor|None, seed:int, dev) -> Tensor:
+    "`n` styles F_y(z) of domain `y_trg` from seeded codes, pulled towards the mean style when `psi != 1`."
+    s = nets.mapping_network(make_z(n, latent_dim_of(nets), seed, dev), _labels(y_trg, n, dev))
+    if psi == 1: return s
+    if s_avg is None: raise ValueError("psi != 1 needs the mean styles: pass s_avg=mean_styles(nets).")
+    return truncate(s, s_avg.to(dev)[y_trg], psi)
+
 @torch.no_grad()
 def latent_grid(nets, x_src:Tensor, # (N,3,H,W) sources: the top row
                 y_trg:int,           # the target domain
@@ -121,12 +128,7 @@ def latent_grid(nets, x_src:Tensor, # (N,3,H,W) sources: the top row
                 psi:float=1., s_avg:Tensor|None=None, seed:int=0,
                ) -> Tensor:          # (n_z+1,N+1,3,H,W), blank left column
     "The official latent grid: each row is one z (shared by all sources) mapped into domain `y_trg`."
-    dev = x_src.device
-    s = nets.mapping_network(make_z(n_z, latent_dim_of(nets), seed, dev), _labels(y_trg, n_z, dev))
-    if psi != 1:
-        if s_avg is None: raise ValueError("psi != 1 needs the mean styles: pass s_avg=mean_styles(nets).")
-        s = truncate(s, s_avg.to(dev)[y_trg], psi)
-    return translation_grid(x_src, None, _style_rows(nets, x_src, s))
+    return translation_grid(x_src, None, _style_rows(nets, x_src, _seeded_styles(nets, y_trg, n_z, psi, s_avg, seed, x_src.device)))
 
 # %% ../nbs/10_sampling.ipynb #03a1d90c
 @torch.no_grad()
@@ -217,11 +219,7 @@ def latent_video_frames(nets, x_src:Tensor, y_trg:int, # sources and the target 
                         n_codes:int=4, psi:float=1., s_avg:Tensor|None=None, seed:int=0,
                         alphas=None, n_last:int=10) -> np.ndarray: # (T,H',W',3) uint8
     "Frames that interpolate between `n_codes` consecutive seeded styles F_y(z) of one domain."
-    dev = x_src.device
-    s = nets.mapping_network(make_z(n_codes, latent_dim_of(nets), seed, dev), _labels(y_trg, n_codes, dev))
-    if psi != 1:
-        if s_avg is None: raise ValueError("psi != 1 needs the mean styles: pass s_avg=mean_styles(nets).")
-        s = truncate(s, s_avg.to(dev)[y_trg], psi)
+    s = _seeded_styles(nets, y_trg, n_codes, psi, s_avg, seed, x_src.device)
     fr = np.concatenate([interp_frames(nets, x_src, s[i], s[i+1], alphas) for i in range(n_codes - 1)])
     return np.concatenate([fr, np.repeat(fr[-1:], n_last, 0)])
 

@@ -14,12 +14,6 @@ from stargan_v2.models import build_nets, ema_copy, Nets
 from stargan_v2.shapes import make_shapes
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    "Tiny networks run far faster on one thread when the CPU is shared (and CI boxes are small)."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope='module')

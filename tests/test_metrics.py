@@ -14,12 +14,6 @@ import stargan_v2.metrics as M
 from stargan_v2.core import to_uint8, DownloadError
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    "Tiny networks run far faster on one thread when the CPU is shared (and CI boxes are small)."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _cov(rng, d):

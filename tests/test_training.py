@@ -8,12 +8,6 @@ from stargan_v2.checkpoints import safe_load
 from stargan_v2.callbacks import latest_state, ConfigMismatch
 from stargan_v2.learner import train, cli_train, TrainingStopped
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    "Tiny nets: one thread is fastest (on a shared 2-core CPU, two OpenMP threads can be 10x slower)."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 CFG = Config.tiny(total_iters=4, ds_iter=4, save_every=2, sample_every=2, print_every=2)
 
 def _run(out, cfg=CFG, **kw): return train(cfg, out, device='cpu', verbose=False, progress=False, **kw)
