@@ -345,6 +345,7 @@ def cli_eval(argv:list) -> int:
                         out/'images' if a.save_images else None)
     if a.random_weights: res['WARNING'] = 'random Inception/AlexNet weights: FID and LPIPS values are meaningless'
     pj, pm = write_results(res, out)
-    print(results_table({k: v for k, v in res.items() if isinstance(v, float) and not k.startswith('shapes/')}))
+    tab = {k: v for k, v in res.items() if isinstance(v, float) and not k.startswith('shapes/')}
+    if tab: print(results_table(tab))   # FID/LPIPS per task; empty with --fid none --no-lpips
     print(f"wrote {pj} and {pm} ({time.time()-t0:.0f}s)")
     return 0
