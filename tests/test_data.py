@@ -69,7 +69,8 @@ def test_same_seed_same_batches_and_rng_restore():
 
 
 def test_valid_and_fixed_batch_are_deterministic():
-    _, dls = _shapes_dls()
+    cfg, dls = _shapes_dls()
+    S = cfg.img_size
     set_seed(0); v1 = list(dls.valid)
     set_seed(1); v2 = list(dls.valid)
     assert len(v1) == 10 and all(torch.equal(u, w) for x, y in zip(v1, v2) for u, w in zip(x, y))
@@ -77,7 +78,7 @@ def test_valid_and_fixed_batch_are_deterministic():
     assert torch.bincount(srcs).tolist() == [100, 100, 100]                    # every val image once
     f1, f2 = fixed_batch(dls), fixed_batch(dls, 32)
     assert len(f1) == 4 and all(torch.equal(a, b) for a, b in zip(f1, f2))
-    assert f1[0].shape == (32, 3, 32, 32) and f1[1][:6].tolist() == [0, 1, 2, 0, 1, 2]
+    assert f1[0].shape == (32, 3, S, S) and f1[1][:6].tolist() == [0, 1, 2, 0, 1, 2]
     assert torch.equal(f1[0], v1[0][0])
 
 
@@ -91,7 +92,7 @@ def test_fastai_learner_gets_the_7_tuple_in_xb():
             seen.append((len(self.learn.xb), self.learn.yb, self.learn.xb[0].shape, self.training)); raise CancelBatchException
     Learner(dls, nn.Linear(1, 1), loss_func=lambda *a: 0, cbs=Peek()).fit(1)
     assert len(seen) == len(dls.train) + len(dls.valid)
-    assert seen[0] == (7, (), torch.Size([64, 3, 32, 32]), True) and seen[-1][3] is False
+    assert seen[0] == (7, (), torch.Size([64, 3, cfg.img_size, cfg.img_size]), True) and seen[-1][3] is False
 
 
 def test_workers_give_the_same_structure():
