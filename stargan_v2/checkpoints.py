@@ -99,7 +99,7 @@ def infer_config(ckpt) -> dict:
 def _meta_nets_sd(cfg:Config, with_d:bool=True) -> dict:
     "`{name: state_dict}` of the nets `cfg` describes, built on the meta device (shapes only)."
     with torch.device('meta'):
-        nets = {'generator': Generator(cfg.img_size, cfg.style_dim, cfg.max_conv_dim, cfg.w_hpf, cfg.dim_in),
+        nets = {'generator': Generator(cfg.img_size, cfg.style_dim, cfg.max_conv_dim, cfg.w_hpf, cfg.dim_in, cfg.g_bottleneck),
                 'mapping_network': MappingNetwork(cfg.latent_dim, cfg.style_dim, cfg.num_domains, cfg.hidden_dim),
                 'style_encoder': StyleEncoder(cfg.img_size, cfg.style_dim, cfg.num_domains, cfg.max_conv_dim, cfg.dim_in)}
         if with_d: nets['discriminator'] = Discriminator(cfg.img_size, cfg.num_domains, cfg.max_conv_dim, cfg.dim_in)
@@ -223,7 +223,7 @@ def load_nets_ema(path,                 # `*_nets_ema.ckpt`, a checkpoints folde
     f = latest_checkpoint(path)
     d = safe_load(f)
     cfg = _config_for(f, d, cfg)
-    G = Generator(cfg.img_size, cfg.style_dim, cfg.max_conv_dim, cfg.w_hpf, cfg.dim_in)
+    G = Generator(cfg.img_size, cfg.style_dim, cfg.max_conv_dim, cfg.w_hpf, cfg.dim_in, cfg.g_bottleneck)
     Fm = MappingNetwork(cfg.latent_dim, cfg.style_dim, cfg.num_domains, cfg.hidden_dim)
     E = StyleEncoder(cfg.img_size, cfg.style_dim, cfg.num_domains, cfg.max_conv_dim, cfg.dim_in)
     nets = Nets(G, Fm, E, None, None)

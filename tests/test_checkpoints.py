@@ -204,3 +204,20 @@ def test_cli_weights(tmp_path):
     assert out.returncode == 0, out.stderr
     assert 'inferred config' in out.stdout and 'style_encoder' in out.stdout
     assert cli_weights(['inspect', str(tmp_path / 'missing.ckpt')]) == 1
+
+
+def test_run_with_smaller_g_bottleneck_loads_back(tmp_path):
+    "A run trained with a non-official `g_bottleneck` loads through its config.json with the same G (and outputs)."
+    import json
+    from dataclasses import asdict
+    from stargan_v2.core import Config
+    from stargan_v2.models import build_nets, ema_copy
+    from stargan_v2.checkpoints import save_nets, load_nets_ema
+    cfg = Config.tiny(img_size=32, g_bottleneck=4)
+    ema = ema_copy(build_nets(cfg)).eval()
+    (tmp_path / 'config.json').write_text(json.dumps(asdict(cfg)))
+    save_nets(ema, tmp_path / 'checkpoints' / '000010_nets_ema.ckpt')
+    cfg2, nets = load_nets_ema(tmp_path)
+    assert cfg2.g_bottleneck == 4 and len(nets.generator.encode) == len(ema.generator.encode) == 5
+    x, s = torch.rand(2, 3, 32, 32) * 2 - 1, torch.randn(2, cfg.style_dim)
+    assert torch.equal(nets.generator(x, s), ema.generator(x, s))
