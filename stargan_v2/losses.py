@@ -6,7 +6,7 @@ Docs: https://github.com/stargan-v2-course/stargan_v2/losses.html.md"""
 
 # %% auto #0
 __all__ = ['adv_loss', 'r1_reg', 'style_recon_loss', 'diversity_loss', 'ds_weight', 'cycle_loss', 'target_style', 'get_masks',
-           'd_loss', 'g_loss']
+           'd_loss', 'mismatch_domains', 'g_loss']
 
 # %% ../nbs/03_losses.ipynb #854527e5
 import torch
@@ -81,8 +81,8 @@ def d_loss(nets, cfg:Config,
            z_trg:Tensor|None=None,   # latent mode: noise (B,latent_dim)
            x_ref:Tensor|None=None,   # reference mode: reference images (B,3,H,W)
            masks=None,               # face masks for G's input (w_hpf > 0), else None
-          ) -> tuple:                # (scalar loss, {'real','fake','reg'} floats)
-    "D's objective: real → 1, fake → 0, plus λ_reg·R1 on the real images."
+          ) -> tuple:                # (scalar loss, {'real','fake','reg'} floats; 'mis' too if cfg.lambda_mis > 0)
+    "D's objective: real → 1, fake → 0, plus λ_reg·R1 on the real images (and λ_mis·mismatch, if on)."
     x_real = x_real.detach().requires_grad_()
     out = nets.discriminator(x_real, y_org)
     loss_real, loss_reg = adv_loss(out, 1), r1_reg(out, x_real)
@@ -90,7 +90,19 @@ def d_loss(nets, cfg:Config,
         x_fake = nets.generator(x_real, target_style(nets, y_trg, z_trg, x_ref), masks=masks)
     loss_fake = adv_loss(nets.discriminator(x_fake, y_trg), 0)
     loss = loss_real + loss_fake + cfg.lambda_reg * loss_reg
-    return loss, dict(real=loss_real.item(), fake=loss_fake.item(), reg=loss_reg.item())
+    parts = dict(real=loss_real.item(), fake=loss_fake.item(), reg=loss_reg.item())
+    if cfg.lambda_mis > 0:   # not in the paper: see "The domain-mismatch term" below
+        loss_mis = adv_loss(nets.discriminator(x_real.detach(), mismatch_domains(y_org, cfg.num_domains)), 0)
+        loss, parts['mis'] = loss + cfg.lambda_mis * loss_mis, loss_mis.item()
+    return loss, parts
+
+# %% ../nbs/03_losses.ipynb #8528fcbf
+def mismatch_domains(y:Tensor,  # domain labels (B,)
+                     K:int,     # number of domains
+                    ) -> Tensor: # (B,) labels, each uniform over the K-1 domains other than y
+    "A random *other* domain for every label: y + U{1..K-1} (mod K)."
+    if K < 2: raise ValueError(f"the domain-mismatch term needs at least 2 domains, got num_domains={K}; set lambda_mis=0")
+    return (y + torch.randint(1, K, y.shape, device=y.device)) % K
 
 # %% ../nbs/03_losses.ipynb #d78f83d0
 def g_loss(nets, cfg:Config,

@@ -63,3 +63,28 @@ def test_g_loss_weights_combine_terms(setup):
 
 def test_ds_weight_is_linear_and_clamped():
     assert [ds_weight(t, 1., 4) for t in range(6)] == [1., .75, .5, .25, 0., 0.]
+
+
+def test_mismatch_term_is_off_in_paper_presets_and_on_for_shapes():
+    assert Config.afhq().lambda_mis == 0 and Config.celeba_hq().lambda_mis == 0
+    assert Config.shapes().lambda_mis > 0
+
+
+def test_mismatch_term_trains_other_branches_to_reject_real_images(setup):
+    "lambda_mis > 0 adds exactly λ·BCE(D_other(x_real), 0); it reaches only D; off, it draws no random numbers."
+    cfg, nets, x, xr, xr2, y, yt, z, z2 = setup
+    from stargan_v2.losses import mismatch_domains
+    c = cfg.replace(lambda_mis=2.)
+    torch.manual_seed(3); ym = mismatch_domains(y, cfg.num_domains)
+    assert (ym != y).all()
+    torch.manual_seed(3); loss_m, parts_m = d_loss(nets, c, x, y, yt, x_ref=xr)
+    with torch.no_grad(): want = adv_loss(nets.discriminator(x, ym), 0).item()
+    assert parts_m['mis'] == pytest.approx(want, rel=1e-5)
+    loss_0, parts_0 = d_loss(nets, cfg, x, y, yt, x_ref=xr)
+    assert 'mis' not in parts_0
+    assert loss_m.item() == pytest.approx(loss_0.item() + 2. * want, rel=1e-5)
+    nets.zero_grad(set_to_none=True); loss_m.backward()
+    assert _has_grad(nets, 'discriminator')
+    for n in ('generator', 'mapping_network', 'style_encoder'): assert all(g is None for g in _grads(nets, n)), n
+    st = torch.get_rng_state(); d_loss(nets, cfg, x, y, yt, x_ref=xr); assert torch.equal(torch.get_rng_state(), st)
+    with pytest.raises(ValueError, match='at least 2 domains'): mismatch_domains(torch.zeros(3, dtype=torch.long), 1)
