@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from PIL import Image, ImageFilter
 from stargan_v2 import shapes as S
-from stargan_v2.shapes import make_shapes, measure_shapes, hue_dist, shapes_path, SHAPE_DOMAINS, render_shape, sample_shape_params
+from stargan_v2.shapes import make_shapes, measure_shapes, hue_dist, shapes_path, SHAPE_DOMAINS, render_shape, sample_shape_params, SIZE_RANGE, PATTERNS, _DOMAIN_STYLE
 
 REPO_SHAPES = Path(S.__file__).resolve().parents[1]/'lessons_data'/'shapes'
 
@@ -50,12 +50,19 @@ def test_metadata_has_every_parameter():
     md = pd.read_csv(REPO_SHAPES/'metadata.csv')
     p = sample_shape_params(np.random.default_rng(0), 'circle')
     assert set(p) <= set(md.columns) and {'path', 'split', 'label'} <= set(md.columns)
-    assert md.cx.between(22, 42).all() and md['size'].between(15, 22).all()
-    # content is drawn from the same distribution in every domain; style (fill hue) is not
-    means = md.groupby('domain')[['cx', 'size']].mean()
+    lo, hi = SIZE_RANGE
+    assert md['size'].between(lo, hi).all()
+    m = 0.877 * md['size']   # a triangle's circumradius: no shape may touch the 64-px frame, whatever its rotation
+    assert (md.cx - m > 0.5).all() and (md.cx + m < 63.5).all() and (md.cy - m > 0.5).all() and (md.cy + m < 63.5).all()
+    # content is drawn from the same distribution in every domain
+    means = md.groupby('domain')[['cx', 'cy', 'size']].mean()
     assert (means.max() - means.min()).max() < 1.0
-    hue_means = md.groupby('domain').fill_hue.apply(lambda h: np.degrees(np.angle(np.exp(1j*np.radians(h)).mean())) % 360)
-    assert hue_dist(hue_means['circle'], 20) < 10 and hue_dist(hue_means['square'], 140) < 10 and hue_dist(hue_means['triangle'], 260) < 10
+    # style: the pattern mix is domain-specific; the fill hue is uniform in every domain (colour must not give the shape away)
+    mix = pd.crosstab(md.domain, md.pattern, normalize='index')[list(PATTERNS)]
+    for d in SHAPE_DOMAINS: assert np.allclose(mix.loc[d].values, _DOMAIN_STYLE[d], atol=0.06), (d, mix.loc[d].values)
+    for d, h in md.groupby('domain').fill_hue:
+        counts = np.histogram(h, bins=6, range=(0, 360))[0] / len(h)
+        assert np.abs(counts - 1/6).max() < 0.06, (d, counts)
 
 
 def test_unknown_domain_is_refused(tmp_path):
