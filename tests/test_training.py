@@ -97,7 +97,7 @@ LEARNER_SURFACE = {
     'd_loss', 'g_loss', 'ds_weight', 'StarGANTrainer', 'make_optimizers', 'd_step', 'g_step',
     'EMACallback', 'DSDecayCallback', 'LossLogCallback', 'SampleGridCallback', 'CheckpointCallback', 'NanGuardCallback',
     'save_checkpoint', 'load_checkpoint', 'plot_losses', 'ConfigMismatch',
-    'stargan_learner', 'train', 'cli_train', 'config_from_args', 'TrainingStopped'}
+    'stargan_learner', 'train', 'cli_train', 'config_from_args', 'TrainingStopped', 'probe_discriminator'}
 
 def test_learner_star_import_surface():
     ns = {}
