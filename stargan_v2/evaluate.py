@@ -21,13 +21,14 @@ from .core import Config, cache_dir, module_device, default_device, to_uint8
 from .metrics import (frechet_distance, fid_to_stats, activation_stats, list_images, load_images, folder_stats,
                                 inception_features, load_lpips, lpips_diversity, _files_key)
 from .shapes import measure_shapes, shapes_path, hue_dist, SHAPE_DOMAINS, PATTERNS
+from .data import domain_folders as data_domain_folders
 
 # %% ../nbs/08a_evaluate.ipynb #6e09a301
 def domain_folders(root, split:str='val') -> list:
     "Sorted domain names (sub-folders) of root/split."
     d = Path(root)/split
     if not d.is_dir(): raise FileNotFoundError(f"{d} does not exist; a dataset root must contain train/ and val/ domain folders.")
-    names = sorted(p.name for p in d.iterdir() if p.is_dir())
+    names = data_domain_folders(d)   # the training pipeline's own listing (hidden folders such as .ipynb_checkpoints skipped)
     if len(names) < 2: raise ValueError(f"{d} has {len(names)} domain folder(s); translation needs at least 2.")
     return names
 

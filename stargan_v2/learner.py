@@ -21,7 +21,7 @@ from fastai.learner import Learner
 from .core import Config, get_config, set_seed, show_grid, default_device, PRESETS, DownloadError
 from .models import build_nets, ema_copy, Nets
 from .losses import d_loss, g_loss, ds_weight
-from .data import get_dls, fixed_batch, DataError
+from .data import get_dls, fixed_batch, data_root, DataError
 from .trainer import StarGANTrainer, make_optimizers, d_step, g_step
 from .callbacks import (EMACallback, DSDecayCallback, LossLogCallback, SampleGridCallback, CheckpointCallback,
                                   NanGuardCallback, save_checkpoint, load_checkpoint, latest_state, plot_losses, ConfigMismatch)
@@ -149,13 +149,12 @@ def cli_train(argv:list) -> int:
 @torch.no_grad()
 def probe_discriminator(nets,               # `Nets` (or anything with a `.discriminator`)
                         cfg:Config,          # the run's config (img_size)
-                        root=None,           # dataset folder with val/<domain>/; default: the Shapes data
+                        root=None,           # dataset folder with val/<domain>/; default: the run's dataset (cfg.data)
                         n:int=100,           # images per domain
                        ) -> pd.DataFrame:    # rows: real images of a domain; columns: D's branches
     "Mean logit of every branch of D on real val images of every domain: a diagonal table means D tells the domains apart."
     from stargan_v2.evaluate import load_split, domain_folders
-    from stargan_v2.shapes import shapes_path
-    root = Path(root) if root is not None else shapes_path()
+    root = Path(root) if root is not None else data_root(cfg.data)
     doms = domain_folders(root)
     D = nets.discriminator; was = D.training; D.eval()
     dev = next(D.parameters()).device
