@@ -483,5 +483,6 @@ d = { 'settings': { 'branch': 'main',
                                     'stargan_v2.trainer._set_dl_rng': ('trainer.html#_set_dl_rng', 'stargan_v2/trainer.py'),
                                     'stargan_v2.trainer._zero_grad': ('trainer.html#_zero_grad', 'stargan_v2/trainer.py'),
                                     'stargan_v2.trainer.d_step': ('trainer.html#d_step', 'stargan_v2/trainer.py'),
+                                    'stargan_v2.trainer.frozen': ('trainer.html#frozen', 'stargan_v2/trainer.py'),
                                     'stargan_v2.trainer.g_step': ('trainer.html#g_step', 'stargan_v2/trainer.py'),
                                     'stargan_v2.trainer.make_optimizers': ('trainer.html#make_optimizers', 'stargan_v2/trainer.py')}}}

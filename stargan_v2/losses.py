@@ -84,15 +84,18 @@ def d_loss(nets, cfg:Config,
           ) -> tuple:                # (scalar loss, {'real','fake','reg'} floats; 'mis' too if cfg.lambda_mis > 0)
     "D's objective: real → 1, fake → 0, plus λ_reg·R1 on the real images (and λ_mis·mismatch, if on)."
     x_real = x_real.detach().requires_grad_()
-    out = nets.discriminator(x_real, y_org)
+    mis = cfg.lambda_mis > 0   # not in the paper: see "The domain-mismatch term" below
+    if mis:   # D computes every branch anyway: read branch y and a wrong branch y' from one pass
+        out, out_mis = nets.discriminator(x_real, torch.stack([y_org, mismatch_domains(y_org, cfg.num_domains)], 1)).unbind(1)
+    else: out = nets.discriminator(x_real, y_org)
     loss_real, loss_reg = adv_loss(out, 1), r1_reg(out, x_real)
     with torch.no_grad():
         x_fake = nets.generator(x_real, target_style(nets, y_trg, z_trg, x_ref), masks=masks)
     loss_fake = adv_loss(nets.discriminator(x_fake, y_trg), 0)
     loss = loss_real + loss_fake + cfg.lambda_reg * loss_reg
     parts = dict(real=loss_real.item(), fake=loss_fake.item(), reg=loss_reg.item())
-    if cfg.lambda_mis > 0:   # not in the paper: see "The domain-mismatch term" below
-        loss_mis = adv_loss(nets.discriminator(x_real.detach(), mismatch_domains(y_org, cfg.num_domains)), 0)
+    if mis:
+        loss_mis = adv_loss(out_mis, 0)
         loss, parts['mis'] = loss + cfg.lambda_mis * loss_mis, loss_mis.item()
     return loss, parts
 
@@ -123,7 +126,8 @@ def g_loss(nets, cfg:Config,
     x_fake = nets.generator(x_real, s_trg, masks=masks)
     loss_adv = adv_loss(nets.discriminator(x_fake, y_trg), 1)
     loss_sty = style_recon_loss(nets.style_encoder(x_fake, y_trg), s_trg)
-    x_fake2 = nets.generator(x_real, target_style(nets, y_trg, **{k1: b}), masks=masks).detach()
+    with torch.no_grad():   # the second image is a constant of the loss (the official code detaches it)
+        x_fake2 = nets.generator(x_real, target_style(nets, y_trg, **{k1: b}), masks=masks)
     loss_ds = diversity_loss(x_fake, x_fake2)
     x_rec = nets.generator(x_fake, nets.style_encoder(x_real, y_org), masks=get_masks(nets, cfg, x_fake))
     loss_cyc = cycle_loss(x_rec, x_real)

@@ -80,12 +80,14 @@ Generator.forward = _generator_forward
 
 # %% ../nbs/02_models.ipynb #99a29cc0
 def _select(out:Tensor, # (B,K,...) one output per domain
-            y:Tensor    # (B,) long domain index per sample
-           ) -> Tensor: # (B,...)
-    "Pick, for each sample i, the output of its own domain y[i]."
-    if y.dim() != 1 or y.size(0) != out.size(0):
-        raise ValueError(f"y must be a 1-D tensor of {out.size(0)} domain indices, got shape {tuple(y.shape)}")
-    return out[torch.arange(y.size(0), device=y.device), y]
+            y:Tensor    # (B,) long domain index per sample, or (B,m): m branches per sample
+           ) -> Tensor: # (B,...), or (B,m,...)
+    "Pick, for each sample i, the output of its own domain y[i] (or of each of its domains y[i,j])."
+    if y.dim() not in (1, 2) or y.size(0) != out.size(0):
+        raise ValueError(f"y must hold {out.size(0)} domain indices, shape ({out.size(0)},) or ({out.size(0)}, m); "
+                         f"got shape {tuple(y.shape)}")
+    i = torch.arange(y.size(0), device=y.device)
+    return out[i, y] if y.dim() == 1 else out[i[:, None], y]
 
 class MappingNetwork(nn.Module):
     "F(z, y): latent code -> style code of domain y (shared MLP + one head per domain)."

@@ -120,6 +120,8 @@ def test_branch_selection_and_gradients():
     D = Discriminator(16, 3, 16, 8)
     d = D(x, y); logits = D.main(x).flatten(1)
     assert torch.allclose(d, logits[torch.arange(3), y])
+    y2 = torch.stack([y, (y + 1) % 3], 1)                  # (B,m) labels: m branches from one pass
+    assert torch.allclose(D(x, y2), torch.stack([d, logits[torch.arange(3), y2[:, 1]]], 1))
     d.sum().backward()
     g = D.main[-1].weight.grad[:, :, 0, 0].abs().sum(1)
     assert g[1] == 0 and g[0] > 0 and g[2] > 0      # output channel of domain 1 unused by this batch
