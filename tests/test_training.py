@@ -103,3 +103,19 @@ def test_learner_star_import_surface():
     ns = {}
     exec('from stargan_v2.learner import *', ns)
     assert set(ns) - {'__builtins__'} == LEARNER_SURFACE
+
+
+@pytest.mark.reliability
+def test_g_step_stopped_mid_step_leaves_no_network_frozen():
+    "The NaN guard raises from g_step's on_loss hook, inside `frozen`: every requires_grad flag must come back."
+    from stargan_v2.trainer import g_step, make_optimizers
+    cfg = Config.tiny(); nets = build_nets(cfg); optims = make_optimizers(nets, cfg)
+    B, S = 2, cfg.img_size
+    x, xr, xr2 = torch.randn(3, B, 3, S, S).unbind(0)
+    y, yt = torch.tensor([0, 1]), torch.tensor([2, 0])
+    before = {n: p.detach().clone() for n, p in nets.generator.named_parameters()}
+    def stop(loss, parts): raise TrainingStopped('stop')
+    for mode in (dict(z_trgs=tuple(torch.randn(2, B, cfg.latent_dim))), dict(x_refs=(xr, xr2))):
+        with pytest.raises(TrainingStopped): g_step(nets, optims, cfg, x, y, yt, on_loss=stop, **mode)
+        assert all(p.requires_grad for p in nets.parameters())
+    assert all(torch.equal(p, before[n]) for n, p in nets.generator.named_parameters())   # nothing was stepped
