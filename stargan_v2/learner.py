@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 from fastai.learner import Learner
-from .core import Config, get_config, set_seed, show_grid, default_device, PRESETS, DownloadError
+from .core import Config, get_config, set_seed, show_grid, default_device, module_device, PRESETS, DownloadError
 from .models import build_nets, ema_copy, Nets
 from .losses import d_loss, g_loss, ds_weight
 from .data import get_dls, fixed_batch, data_root, DataError
@@ -157,9 +157,10 @@ def probe_discriminator(nets,               # `Nets` (or anything with a `.discr
     root = Path(root) if root is not None else data_root(cfg.data)
     doms = domain_folders(root)
     D = nets.discriminator; was = D.training; D.eval()
-    dev = next(D.parameters()).device
+    dev, K = module_device(D), len(doms)
     val = load_split(root, doms, cfg.img_size, n=n)
-    rows = {d: [D(val[d].to(dev), torch.full((len(val[d]),), k, device=dev)).mean().item() for k in range(len(doms))] for d in doms}
+    # (B,K) labels: every branch of every image from one pass (lesson 02)
+    rows = {d: D(val[d].to(dev), torch.arange(K, device=dev).expand(len(val[d]), K)).mean(0).tolist() for d in doms}
     D.train(was)
     return pd.DataFrame(rows, index=[f'branch {d}' for d in doms]).T.rename_axis('real images of')
 
