@@ -7,19 +7,26 @@ Docs: https://github.com/stargan-v2-course/stargan_v2/stargan_v1.html.md"""
 # %% auto #0
 __all__ = ['V1_PRESETS', 'HAIR_ATTRS', 'V1Config', 'tile_label', 'ResidualBlock', 'Generator', 'Discriminator', 'V1Nets',
            'build_v1', 'gradient_penalty', 'classification_loss', 'v1_d_loss', 'v1_g_loss', 'celeba_targets', 'v1_lr',
-           'make_v1_optims', 'set_v1_lr', 'v1_iteration', 'official_v1_state_dict', 'load_official_v1']
+           'make_v1_optims', 'set_v1_lr', 'v1_iteration', 'V1Trainer', 'V1Translator', 'v1_learner', 'train_v1',
+           'load_translator', 'v1_config_from_args', 'cli_train', 'official_v1_state_dict', 'load_official_v1']
 
-# %% ../nbs/12_stargan_v1.ipynb #8fe43c54
+# %% ../nbs/12_stargan_v1.ipynb #93ec698b
 import argparse, dataclasses, json, math, re, sys, time
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .checkpoints import safe_load, CheckpointMismatch
-from .trainer import frozen
+from fastcore.basics import patch
+from .core import set_seed, DownloadError
+from .data import get_dls, domain_names, data_root, DataError
+from .checkpoints import safe_load, CheckpointMismatch, latest_checkpoint
+from .trainer import GANTrainer, frozen
+from .translator import Translator, as_labels, run_config
+from .callbacks import latest_state, load_checkpoint, ConfigMismatch
+from .learner import gan_learner, TrainingStopped, _fit, _coerce
 
-# %% ../nbs/12_stargan_v1.ipynb #a2cf8cae
+# %% ../nbs/12_stargan_v1.ipynb #25ad9c0c
 @dataclass(frozen=True)
 class V1Config:
     "Every setting of one StarGAN v1 run; build with a preset (`V1Config.shapes()`, …) and change with `.replace(...)`."
@@ -59,7 +66,7 @@ class V1Config:
     save_every:int=10_000       # checkpoint every n iterations
     num_workers:int=1           # DataLoader workers
 
-# %% ../nbs/12_stargan_v1.ipynb #dfc69c24
+# %% ../nbs/12_stargan_v1.ipynb #c4ba49c0
 def _v1_replace(self:V1Config, **kwargs) -> V1Config:
     "A copy of this config with some fields changed; unknown names are an error."
     names = {f.name for f in fields(self)}
@@ -77,7 +84,7 @@ def _v1_from_dict(cls, d:dict) -> V1Config:
     return cls(**{k: v for k, v in d.items() if k in names})
 V1Config.from_dict = classmethod(_v1_from_dict)
 
-# %% ../nbs/12_stargan_v1.ipynb #659271db
+# %% ../nbs/12_stargan_v1.ipynb #cc479b2f
 def _v1_official(cls, **kw) -> V1Config:
     "The official code's defaults: 128 px, c_dim 5, 64-wide nets, 6 res blocks, 6 D convs, batch 16, 200k iterations."
     return cls(name='official').replace(**kw)
@@ -97,14 +104,14 @@ def _v1_tiny(cls, **kw) -> V1Config:
 V1Config.official, V1Config.shapes, V1Config.tiny = (classmethod(f) for f in (_v1_official, _v1_shapes, _v1_tiny))
 V1_PRESETS = ('official', 'shapes', 'tiny')
 
-# %% ../nbs/12_stargan_v1.ipynb #ba281637
+# %% ../nbs/12_stargan_v1.ipynb #19ae33cd
 def tile_label(x:Tensor, # (B,3,H,W) images
                c:Tensor, # (B,c_dim) label vectors (one-hot, or binary attributes)
               ) -> Tensor: # (B,3+c_dim,H,W)
     "Concatenate the label depth-wise: every label entry becomes a constant H×W plane."
     return torch.cat([x, c[:, :, None, None].to(x).expand(-1, -1, *x.shape[2:])], 1)
 
-# %% ../nbs/12_stargan_v1.ipynb #e6c132df
+# %% ../nbs/12_stargan_v1.ipynb #290cc3e9
 def _in(n:int) -> nn.InstanceNorm2d:
     "Instance norm with a learned affine and per-image statistics in training *and* inference (see the `.eval()` trap)."
     return nn.InstanceNorm2d(n, affine=True, track_running_stats=False)
@@ -122,7 +129,7 @@ class ResidualBlock(nn.Module):
         self.main = nn.Sequential(*_conv_in_relu(dim, dim, 3, 1), nn.Conv2d(dim, dim, 3, 1, 1, bias=False), _in(dim))
     def forward(self, x:Tensor) -> Tensor: return x + self.main(x)
 
-# %% ../nbs/12_stargan_v1.ipynb #78d9019d
+# %% ../nbs/12_stargan_v1.ipynb #c6622512
 class Generator(nn.Module):
     "StarGAN v1 G(x, c): 7×7 conv, 2 stride-2 convs, `repeat_num` residual blocks, 2 transposed convs, 7×7 conv, tanh."
     def __init__(self, conv_dim:int=64, c_dim:int=5, repeat_num:int=6, padding_mode:str='zeros'):
@@ -136,7 +143,7 @@ class Generator(nn.Module):
 
     def forward(self, x:Tensor, c:Tensor) -> Tensor: return self.main(tile_label(x, c))
 
-# %% ../nbs/12_stargan_v1.ipynb #eee80d6a
+# %% ../nbs/12_stargan_v1.ipynb #f3eee411
 class Discriminator(nn.Module):
     "StarGAN v1 D(x) -> (src map, class logits): `repeat_num` stride-2 convs with LeakyReLU(0.01), no normalisation."
     def __init__(self, img_size:int=128, conv_dim:int=64, c_dim:int=5, repeat_num:int=6):
@@ -154,7 +161,7 @@ class Discriminator(nn.Module):
         h = self.main(x)
         return self.conv1(h), self.conv2(h).flatten(1)
 
-# %% ../nbs/12_stargan_v1.ipynb #afd55965
+# %% ../nbs/12_stargan_v1.ipynb #44094e5f
 class V1Nets(nn.Module):
     "The two networks of a StarGAN v1 run (what checkpoints hold): `generator` and `discriminator`."
     def __init__(self, generator:Generator, discriminator:Discriminator|None=None):
@@ -167,7 +174,7 @@ def build_v1(cfg:V1Config, with_d:bool=True) -> V1Nets:
     D = Discriminator(cfg.img_size, cfg.d_conv_dim, cfg.num_domains, cfg.d_repeat_num) if with_d else None
     return V1Nets(G, D)
 
-# %% ../nbs/12_stargan_v1.ipynb #a1f5bcd2
+# %% ../nbs/12_stargan_v1.ipynb #f2864bb9
 def gradient_penalty(d_src:Tensor, # D_src(x̂), any shape (B,...); its entries are summed
                      x_hat:Tensor, # (B,3,H,W) the interpolates, with requires_grad
                     ) -> Tensor:   # scalar
@@ -182,7 +189,7 @@ def classification_loss(logits:Tensor, # (B,c_dim)
     if target.dtype == torch.long: return F.cross_entropy(logits, target)
     return F.binary_cross_entropy_with_logits(logits, target, reduction='sum') / len(logits)
 
-# %% ../nbs/12_stargan_v1.ipynb #4b3c7cb7
+# %% ../nbs/12_stargan_v1.ipynb #ab53e35d
 def v1_d_loss(nets, cfg:V1Config,
               x_real:Tensor, # (B,3,S,S)
               y_org:Tensor,  # (B,) source labels (class indices)
@@ -200,7 +207,7 @@ def v1_d_loss(nets, cfg:V1Config,
     loss = loss_real + loss_fake + cfg.lambda_cls * loss_cls + cfg.lambda_gp * loss_gp
     return loss, {'loss_real': loss_real.item(), 'loss_fake': loss_fake.item(), 'loss_cls': loss_cls.item(), 'loss_gp': loss_gp.item()}
 
-# %% ../nbs/12_stargan_v1.ipynb #a70f8bb9
+# %% ../nbs/12_stargan_v1.ipynb #75293750
 def v1_g_loss(nets, cfg:V1Config, x_real:Tensor, y_org:Tensor, c_org:Tensor, y_trg:Tensor, c_trg:Tensor) -> tuple:
     "G's objective: −D(G(x,c)) + λ_cls·CE(D_cls(G(x,c)), c) + λ_rec·|x − G(G(x,c), c')|₁."
     G, D = nets.generator, nets.discriminator
@@ -211,7 +218,7 @@ def v1_g_loss(nets, cfg:V1Config, x_real:Tensor, y_org:Tensor, c_org:Tensor, y_t
     loss = loss_fake + cfg.lambda_rec * loss_rec + cfg.lambda_cls * loss_cls
     return loss, {'loss_fake': loss_fake.item(), 'loss_rec': loss_rec.item(), 'loss_cls': loss_cls.item()}
 
-# %% ../nbs/12_stargan_v1.ipynb #e67fa8ae
+# %% ../nbs/12_stargan_v1.ipynb #1c9b8e62
 HAIR_ATTRS = ('Black_Hair', 'Blond_Hair', 'Brown_Hair', 'Gray_Hair')
 
 def celeba_targets(c_org:Tensor,        # (B,n) binary attribute labels of the inputs
@@ -227,7 +234,7 @@ def celeba_targets(c_org:Tensor,        # (B,n) binary attribute labels of the i
         outs.append(c)
     return outs
 
-# %% ../nbs/12_stargan_v1.ipynb #b64c59e6
+# %% ../nbs/12_stargan_v1.ipynb #6d093df8
 def v1_lr(it:int,          # iterations already done (the lr used by iteration `it`, 0-based)
           lr0:float,       # initial learning rate
           cfg:V1Config,    # total_iters, decay_iters, lr_update_step, decay
@@ -239,7 +246,7 @@ def v1_lr(it:int,          # iterations already done (the lr used by iteration `
     step = lr0 / cfg.decay_iters * (cfg.lr_update_step if cfg.decay == 'linear' else 1)
     return max(lr0 - k * step, 0.)
 
-# %% ../nbs/12_stargan_v1.ipynb #5f576287
+# %% ../nbs/12_stargan_v1.ipynb #4101ac7d
 def make_v1_optims(nets:V1Nets, cfg:V1Config) -> dict:
     "Adam for G (lr) and for D (d_lr), β = (beta1, beta2); the official names `generator`/`discriminator`."
     return {'generator': torch.optim.Adam(nets.generator.parameters(), cfg.lr, (cfg.beta1, cfg.beta2)),
@@ -250,7 +257,7 @@ def set_v1_lr(optims:dict, cfg:V1Config, it:int):
     for name, lr0 in (('generator', cfg.lr), ('discriminator', cfg.d_lr)):
         for g in optims[name].param_groups: g['lr'] = v1_lr(it, lr0, cfg)
 
-# %% ../nbs/12_stargan_v1.ipynb #fe3c5eb5
+# %% ../nbs/12_stargan_v1.ipynb #96fbe670
 def _zero(optims:dict):
     for o in optims.values(): o.zero_grad(set_to_none=True)
 
@@ -278,7 +285,170 @@ def v1_iteration(nets:V1Nets, optims:dict, cfg:V1Config,
         optims['generator'].step()
     return log
 
-# %% ../nbs/12_stargan_v1.ipynb #f2145ea4
+# %% ../nbs/12_stargan_v1.ipynb #e8d0a67e
+class V1Trainer(GANTrainer):
+    "One official StarGAN v1 iteration per batch (a D step; a G step every n_critic-th), with its own two Adams."
+    def __init__(self, optims:dict|None=None):
+        super().__init__(optims)
+        self.last_g = None   # the G terms of the last G step, repeated in the log of the D-only iterations
+
+    def make_optims(self) -> dict: return make_v1_optims(self.learn.model, self.learn.cfg)
+
+    def iteration(self, batch:tuple) -> dict:
+        x_real, y_org = batch[0], batch[1]          # the shared loader's (x_src, y_src, ...); v1 draws its own targets
+        hook = lambda prefix, loss, parts, log: self.hook(prefix, log)(loss, parts)
+        log = v1_iteration(self.learn.model, self.optims, self.learn.cfg, self.learn.train_iter, x_real, y_org, on_loss=hook)
+        if 'G/loss_fake' in log: self.last_g = {k: v for k, v in log.items() if k.startswith('G/')}
+        elif self.last_g is None: self.last_g = self._measure_g(x_real, y_org)
+        return log | ({} if 'G/loss_fake' in log else self.last_g)
+
+    def headline(self, parts:dict) -> float:
+        "The critic's adversarial loss −(Wasserstein estimate): D/loss_real + D/loss_fake."
+        return parts['D/loss_real'] + parts['D/loss_fake']
+
+# %% ../nbs/12_stargan_v1.ipynb #5a4185e9
+@patch
+def _measure_g(self:V1Trainer, x_real:Tensor, y_org:Tensor) -> dict:
+    "G's terms before its first step (no update, no random numbers): targets y+1 mod K."
+    K = self.learn.cfg.num_domains
+    y_trg = (y_org + 1) % K
+    with torch.no_grad():
+        _, parts = v1_g_loss(self.learn.model, self.learn.cfg, x_real, y_org, F.one_hot(y_org, K).float(), y_trg, F.one_hot(y_trg, K).float())
+    return {'G/' + k: v for k, v in parts.items()}
+
+@patch
+def state_dict(self:V1Trainer) -> dict: return GANTrainer.state_dict(self) | {'last_g': self.last_g}
+
+@patch
+def load_state_dict(self:V1Trainer, sd:dict):
+    GANTrainer.load_state_dict(self, sd); self.last_g = sd.get('last_g')
+
+# %% ../nbs/12_stargan_v1.ipynb #9a5f3d60
+class V1Translator(Translator):
+    "StarGAN v1 as a `Translator`: G(x, one_hot(y_trg)). Deterministic: z and x_ref are ignored."
+    def __init__(self, generator:Generator, num_domains:int, img_size:int, domains:list|None=None):
+        self.generator, self.num_domains, self.img_size, self.domains = generator, num_domains, img_size, domains
+    def modules(self) -> list: return [self.generator]
+
+    @torch.no_grad()
+    def translate(self, x_src:Tensor, y_src, y_trg, z=None, x_ref=None) -> Tensor:
+        dev = self.device
+        c = F.one_hot(as_labels(y_trg, len(x_src), dev), self.num_domains).float()
+        return self.generator(x_src.to(dev), c)
+
+# %% ../nbs/12_stargan_v1.ipynb #420698cd
+def v1_learner(dls,                    # DataLoaders from `get_dls(cfg)` (v1 reads x_src and y_src of each batch)
+               cfg:V1Config,           # the run's configuration
+               nets:V1Nets|None=None,  # networks; None: `build_v1(cfg)`
+               out_dir=None,           # if given: samples/, checkpoints/, log.txt and losses.png go there
+               cbs=None,               # extra callbacks
+               verbose:bool=False,     # print a log line every cfg.print_every iterations
+              ):
+    "A fastai `Learner` that trains StarGAN v1 with the shared callbacks (log, NaN guard, grids, checkpoints). No EMA: v1 has none."
+    nets = build_v1(cfg) if nets is None else nets
+    learn = gan_learner(dls, cfg, nets, V1Trainer(), out_dir=out_dir, cbs=cbs, verbose=verbose)
+    learn.make_translator = lambda: V1Translator(learn.model.generator, cfg.num_domains, cfg.img_size, getattr(dls, 'domains', None))
+    return learn
+
+# %% ../nbs/12_stargan_v1.ipynb #c4f1c6b6
+def train_v1(cfg:V1Config,            # the run's configuration (cfg.total_iters is the final iteration)
+             out_dir,                 # output folder
+             root=None,               # dataset folder; None: the one named by cfg.data
+             device=None,             # None: CUDA > MPS > CPU
+             resume:bool=False,       # continue from the latest checkpoint in out_dir
+             verbose:bool=True,       # log lines on stdout (always in log.txt)
+             progress:bool|None=None, # fastprogress bars; None: only in a terminal or notebook
+             cbs=None,                # extra callbacks
+            ):
+    "Train StarGAN v1 into `out_dir` up to `cfg.total_iters`, resumable (the same folder layout as StarGAN v2's `train`)."
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    last = latest_state(out)
+    if last is not None and not resume:
+        raise FileExistsError(f"{out} already holds checkpoints (latest {last.name}). Pass resume=True (--resume) to "
+                              "continue that run, or choose another output folder.")
+    set_seed(cfg.seed)
+    dls = get_dls(cfg, root=root, device=device)
+    learn = v1_learner(dls, cfg, out_dir=out, cbs=cbs, verbose=verbose)
+    if resume and last is not None:
+        it = load_checkpoint(learn, last)
+        learn.loss_log.write(f"resumed from {last} at iteration {it}")
+    (out/'config.json').write_text(json.dumps(asdict(cfg), indent=1))
+    _fit(learn, cfg.total_iters - learn.train_iter, progress)
+    if learn.nan_guard.message: raise TrainingStopped(learn.nan_guard.message)
+    return learn
+
+# %% ../nbs/12_stargan_v1.ipynb #2d425847
+def _nets_file(path) -> Path:
+    "The `*_nets.ckpt` of a run folder, a checkpoints folder, or one checkpoint file (of the same step)."
+    p = Path(path)
+    if p.is_file(): return p if p.name.endswith('_nets.ckpt') else p.with_name(p.name.split('_')[0] + '_nets.ckpt')
+    return latest_checkpoint(p, 'nets')
+
+def load_translator(path,        # a v1 run folder, its checkpoints/ folder or a checkpoint file
+                    device=None, # default CPU
+                   ) -> tuple:   # (V1Config, V1Translator)
+    "Open a trained StarGAN v1 run as (config, deterministic `Translator` of its generator); what `translator.load_translator` calls."
+    d = run_config(path)
+    if d is None: raise FileNotFoundError(f"{path}: no config.json or *_state.ckpt found; is it a StarGAN v1 run folder?")
+    if d.get('model', 'stargan_v2') != 'stargan_v1':
+        raise ConfigMismatch(f"{path} was made by method {d.get('model', 'stargan_v2')!r}, not 'stargan_v1'; "
+                             "open it with stargan_v2.translator.load_translator")
+    cfg, f = V1Config.from_dict(d), _nets_file(path)
+    sd = safe_load(f)
+    if not isinstance(sd, dict) or 'generator' not in sd: raise CheckpointMismatch(f"{f} holds no 'generator' state dict")
+    G = _load_strict(Generator(cfg.g_conv_dim, cfg.num_domains, cfg.g_repeat_num), {k: v.float() for k, v in sd['generator'].items()}, f)
+    G.requires_grad_(False).eval().to(device or 'cpu')
+    try: doms = domain_names(data_root(cfg.data))
+    except (DataError, OSError): doms = None
+    return cfg, V1Translator(G, cfg.num_domains, cfg.img_size, doms)
+
+# %% ../nbs/12_stargan_v1.ipynb #a53e0ec1
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='stargan_v2 train --model stargan_v1', description="Train StarGAN v1 (lesson 12). "
+                                "The default preset trains on the built-in Shapes dataset on a CPU in minutes.")
+    p.add_argument('--model', default='stargan_v1', choices=['stargan_v1'], help=argparse.SUPPRESS)
+    p.add_argument('--preset', default='shapes', choices=V1_PRESETS, help='configuration preset (default: shapes)')
+    p.add_argument('--data', dest='root', default=None, help="dataset folder (domain folders under train/ and val/); default: the preset's")
+    p.add_argument('--out', default=None, help='output folder (default: runs/stargan_v1_<preset>)')
+    p.add_argument('--iters', type=int, default=None, help="total iterations (default: the preset's; the lr decays over the last half)")
+    p.add_argument('--batch-size', type=int, default=None, help='batch size')
+    p.add_argument('--device', default=None, help='cpu, cuda, cuda:1, mps (default: best available)')
+    p.add_argument('--seed', type=int, default=None, help='random seed')
+    p.add_argument('--workers', type=int, default=None, help='DataLoader workers')
+    p.add_argument('--threads', type=int, default=None, help='CPU threads for PyTorch (on a busy or 2-core CPU, 1 is often fastest)')
+    p.add_argument('--resume', action='store_true', help='continue from the latest checkpoint in --out')
+    p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help="override any V1Config field, e.g. decay=official n_critic=1")
+    p.add_argument('--quiet', action='store_true', help='no log lines on stdout (log.txt is still written)')
+    return p
+
+def v1_config_from_args(a) -> V1Config:
+    "The `V1Config` described by parsed `stargan_v2 train --model stargan_v1` arguments."
+    cfg = getattr(V1Config, a.preset)()
+    kw = dict(_coerce(cfg, kv) for kv in a.set)
+    for k, v in (('total_iters', a.iters), ('batch_size', a.batch_size), ('seed', a.seed), ('num_workers', a.workers)):
+        if v is not None: kw[k] = v
+    if a.iters is not None and 'decay_iters' not in kw: kw['decay_iters'] = a.iters // 2   # the official ratio
+    return cfg.replace(**kw)
+
+# %% ../nbs/12_stargan_v1.ipynb #1af86ffd
+def cli_train(argv:list) -> int:
+    "`stargan_v2 train --model stargan_v1 [--preset shapes] [--out DIR] [--iters N] [--resume] ...`"
+    a = _parser().parse_args(argv)
+    try: cfg = v1_config_from_args(a)
+    except (TypeError, ValueError) as e: print(f"stargan_v2 train: {e}", file=sys.stderr); return 2
+    if a.threads: torch.set_num_threads(a.threads)
+    out = Path(a.out or Path('runs')/f'stargan_v1_{a.preset}')
+    print(f"stargan_v2 train --model stargan_v1: preset {a.preset}, {cfg.total_iters} iterations "
+          f"({cfg.total_iters // cfg.n_critic} G updates), batch {cfg.batch_size}, {cfg.img_size}px -> {out}", flush=True)
+    t0 = time.time()
+    try: learn = train_v1(cfg, out, root=a.root, device=a.device, resume=a.resume, verbose=not a.quiet)
+    except (FileExistsError, FileNotFoundError, ConfigMismatch, TrainingStopped, DataError, DownloadError) as e:
+        print(f"stargan_v2 train: {e}", file=sys.stderr); return 1
+    print(f"done: iteration {learn.train_iter} in {time.time() - t0:.0f} s. Weights: {out}/checkpoints/{learn.train_iter:06d}_nets.ckpt; "
+          f"samples: {out}/samples/; loss plot: {out}/losses.png", flush=True)
+    return 0
+
+# %% ../nbs/12_stargan_v1.ipynb #34d36a76
 _RUNNING = ('running_mean', 'running_var', 'num_batches_tracked')
 
 def official_v1_state_dict(path) -> dict:
@@ -306,7 +476,7 @@ def _load_strict(m:nn.Module, sd:dict, src) -> nn.Module:
     except RuntimeError as e: raise CheckpointMismatch(f"{src} does not fit a StarGAN v1 network: {str(e).splitlines()[0]}") from None
     return m
 
-# %% ../nbs/12_stargan_v1.ipynb #de1a650e
+# %% ../nbs/12_stargan_v1.ipynb #6f2a0355
 def load_official_v1(g_path,                 # the authors' `*-G.ckpt`
                      d_path=None,            # optionally their `*-D.ckpt`
                     ) -> V1Nets:             # G (and D), shapes read from the files; frozen, eval mode (harmless here)
