@@ -85,3 +85,92 @@ def test_official_loader_refuses_bad_files(tmp_path):
     sd = _OffG(16, 5, 2).state_dict(); sd['main.3.weight'] = torch.zeros(1, 1, 4, 4)
     torch.save(sd, tmp_path/'broken-G.ckpt')
     with pytest.raises(CheckpointMismatch, match='does not fit'): load_official_v1(tmp_path/'broken-G.ckpt')
+
+# --- training on the shared machinery --------------------------------------------------------------------------------
+from fastai.callback.core import Callback, CancelFitException
+from stargan_v2.checkpoints import safe_load
+from stargan_v2.callbacks import latest_state, ConfigMismatch
+from stargan_v2.learner import TrainingStopped
+from stargan_v2.v1 import train_v1, cli_train, V1Translator
+import stargan_v2.v1 as v1mod
+
+TINY = V1Config.tiny(total_iters=6, save_every=3, sample_every=3, print_every=3)
+
+def _run(out, cfg=TINY, **kw): return train_v1(cfg, out, device='cpu', verbose=False, progress=False, **kw)
+
+def _equal(a, b):
+    if isinstance(a, dict): return set(a) == set(b) and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)): return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    return torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+
+class _StopAt(Callback):
+    "Stop training after iteration `at` (a checkpoint is written at the stop, as on Ctrl-C)."
+    order = 50
+    def __init__(self, at): self.at = at
+    def after_batch(self):
+        if self.learn.train_iter == self.at: raise CancelFitException()
+
+@pytest.mark.reliability
+def test_v1_resume_is_bitwise_exact(tmp_path):
+    _run(tmp_path/'straight')
+    assert _run(tmp_path/'resumed', cbs=[_StopAt(4)]).train_iter == 4     # stops between G steps (n_critic=2: G at 2, 4, 6)
+    assert _run(tmp_path/'resumed', resume=True).train_iter == 6
+    for kind in ('nets', 'optims', 'state'):
+        a, b = (safe_load(tmp_path/r/'checkpoints'/f'000006_{kind}.ckpt') for r in ('straight', 'resumed'))
+        assert _equal(a, b), kind
+
+class _Poison(Callback):
+    "Turn one D weight into NaN before iteration `at + 1`."
+    order = -7
+    def __init__(self, at): self.at = at
+    def before_batch(self):
+        if self.learn.train_iter == self.at:
+            with torch.no_grad(): next(self.learn.model.discriminator.parameters()).fill_(float('nan'))
+
+@pytest.mark.reliability
+def test_v1_nan_guard_stops_before_the_step(tmp_path):
+    with pytest.raises(TrainingStopped, match=r'Non-finite loss at iteration 5: D/loss_real=nan.*last good checkpoint is iteration 3'):
+        _run(tmp_path, cbs=[_Poison(4)])
+    assert latest_state(tmp_path).name == '000003_state.ckpt'
+    assert not (tmp_path/'checkpoints'/'000004_nets.ckpt').exists()
+    g = safe_load(tmp_path/'checkpoints'/'000003_nets.ckpt')['generator']
+    assert all(torch.isfinite(v).all() for v in g.values())
+
+@pytest.mark.reliability
+def test_v1_refuses_foreign_checkpoints(tmp_path):
+    _run(tmp_path/'v1', TINY.replace(total_iters=3))
+    with pytest.raises(ConfigMismatch, match=r'lambda_cls: checkpoint 1.0, now 2.0'):
+        _run(tmp_path/'v1', TINY.replace(lambda_cls=2.), resume=True)
+    from stargan_v2.core import Config
+    from stargan_v2.learner import train
+    train(Config.tiny(total_iters=2), tmp_path/'v2', device='cpu', verbose=False, progress=False)
+    with pytest.raises(ConfigMismatch, match=r"made by method 'stargan_v2'"): _run(tmp_path/'v2', resume=True)
+    with pytest.raises(ConfigMismatch, match=r"not 'stargan_v1'"): v1mod.load_translator(tmp_path/'v2')
+    with pytest.raises(FileExistsError, match='resume'): _run(tmp_path/'v1')
+
+def test_v1_training_smoke_and_translator(tmp_path):
+    "A short tiny run writes the run layout, logs D and G terms every iteration, and opens as a deterministic Translator."
+    learn = _run(tmp_path)
+    assert learn.train_iter == 6 and sorted(learn.trainer.optims) == ['discriminator', 'generator']
+    h = learn.loss_log.hist
+    assert all(len(h[k]) == 6 for k in ('D/loss_real', 'D/loss_gp', 'G/loss_rec', 'G/loss_cls'))
+    assert (tmp_path/'samples'/'000006_domains.png').exists() and (tmp_path/'losses.png').exists()
+    from stargan_v2.translator import load_translator
+    cfg, tr = load_translator(tmp_path)
+    assert isinstance(tr, V1Translator) and not tr.diverse and not tr.reference_guided and cfg.model == 'stargan_v1'
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert torch.equal(tr(x, 0, 1, z=torch.randn(2, 4)), tr(x, 0, 1))
+
+def test_v1_cli(tmp_path, capsys):
+    assert cli_train(['--preset', 'tiny', '--out', str(tmp_path/'r'), '--iters', '2', '--device', 'cpu', '--quiet']) == 0
+    assert (tmp_path/'r'/'checkpoints'/'000002_nets.ckpt').exists()
+    assert cli_train(['--preset', 'tiny', '--out', str(tmp_path/'r'), '--iters', '2', '--device', 'cpu', '--quiet']) == 1
+    assert 'resume' in capsys.readouterr().err
+    assert cli_train(['--preset', 'tiny', '--out', str(tmp_path/'x'), '--set', 'decay=cosine']) == 2
+
+def test_v1_star_import_surface():
+    ns = {}
+    exec('from stargan_v2.v1 import *', ns)
+    for name in ('V1Config', 'Generator', 'Discriminator', 'build_v1', 'v1_iteration', 'V1Trainer', 'V1Translator', 'v1_learner',
+                 'train_v1', 'load_translator', 'cli_train', 'load_official_v1', 'gradient_penalty', 'classification_loss', 'v1_lr'):
+        assert name in ns, name
