@@ -6,52 +6,13 @@ Prints: wall time of training, seconds per iteration, iterations and G/D updates
 `stargan_v2.evaluate.shapes_scores` for the trained generator (a deterministic `Translator`: scored once per source),
 against the issue's targets: train <= 10 min on one CPU thread, target-domain accuracy >= 0.90, position error <= 3 px,
 diversity exactly 0. Writes the same figures to OUT/metrics.json. With --save-trained (and the full preset) it also
-writes the generator and a manifest (command, commit, seed, scores, sha256) to stargan_v2/trained/.
+writes the generator (fp16) and a manifest (command, commit, seed, scores, SHA-256) to stargan_v2/trained/stargan_v1_shapes/
+in the layout of lesson 07a's committed models.
 """
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, json, os, sys, tempfile, time
 from pathlib import Path
 
 TARGETS = dict(minutes=10., acc=0.90, pos_err=3.)
-
-def _commit() -> str:
-    try: return subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
-    except OSError: return 'unknown'
-
-def score(tr, cfg, n_per_domain) -> dict:
-    "Every Shapes score of a Translator (`shapes_scores`); before the Translator-aware scorer, through a StarGAN v2-shaped adapter."
-    import torch, inspect
-    from torch import nn
-    import torch.nn.functional as F
-    from stargan_v2 import evaluate
-    if 'Translator' in inspect.getsource(evaluate.shapes_scores): return evaluate.shapes_scores(tr, cfg, n_per_domain=n_per_domain)
-    class _Code(nn.Module):   # F(z, y) and E(x, y) both return the one-hot label: G(x, s) is then v1's G(x, c)
-        def __init__(s): super().__init__(); s.l = nn.Linear(1, 1)
-        def forward(s, _, y): return F.one_hot(y, cfg.num_domains).float()
-    class _G(nn.Module):
-        def __init__(s): super().__init__(); s.G = tr.generator
-        def forward(s, x, c, masks=None): return s.G(x, c)
-    class _Nets(nn.Module):
-        def __init__(s): super().__init__(); s.generator, s.mapping_network, s.style_encoder = _G(), _Code(), _Code()
-    return evaluate.shapes_scores(_Nets(), cfg, n_per_domain=n_per_domain, num_outs=2)   # 2 outputs: their spread is the diversity (0)
-
-def save_trained(learn, cfg, res:dict, cmd:str, n_per_domain:int) -> list:
-    "Write the generator (fp16, to stay small) as a loadable run folder + manifest under stargan_v2/trained/stargan_v1_shapes/."
-    import hashlib, torch
-    from dataclasses import asdict
-    from stargan_v2.v1 import load_translator
-    d = Path(__file__).resolve().parent.parent/'stargan_v2'/'trained'/'stargan_v1_shapes'
-    (d/'checkpoints').mkdir(parents=True, exist_ok=True)
-    f = d/'checkpoints'/f'{learn.train_iter:06d}_nets.ckpt'
-    torch.save({'generator': {k: v.half() for k, v in learn.model.generator.state_dict().items()}}, f)
-    (d/'config.json').write_text(json.dumps(asdict(cfg), indent=1))
-    _, tr = load_translator(d)                       # score what is committed: the fp16-rounded weights
-    sc = score(tr, cfg, n_per_domain)
-    man = dict(model='stargan_v1', preset=cfg.name, command=cmd, commit=_commit(), seed=cfg.seed, iters=learn.train_iter,
-               train_seconds=res['train_seconds'], threads=res['threads'], storage='fp16 weights, loaded as fp32',
-               file=str(f.relative_to(d)), bytes=f.stat().st_size, sha256=hashlib.sha256(f.read_bytes()).hexdigest(),
-               n_per_domain=n_per_domain, scores={k: round(v, 4) for k, v in sc.items() if isinstance(v, float)})
-    (d/'manifest.json').write_text(json.dumps(man, indent=1))
-    return [str(f), str(d/'config.json'), str(d/'manifest.json')]
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -76,8 +37,9 @@ def main(argv=None):
     res = dict(train_seconds=round(wall, 1), iters=cfg.total_iters, d_updates=cfg.total_iters, g_updates=cfg.total_iters // cfg.n_critic,
                s_per_iter=round(wall / cfg.total_iters, 4), threads=torch.get_num_threads())
     if not a.time_only:
+        from stargan_v2.evaluate import shapes_scores
         t1 = time.time()
-        sc = score(learn.make_translator(), cfg, a.n_per_domain)
+        sc = shapes_scores(learn.make_translator(), cfg, n_per_domain=a.n_per_domain)
         res |= {k: round(v, 4) for k, v in sc.items() if isinstance(v, float)} | dict(eval_seconds=round(time.time() - t1, 1))
         acc = [v for k, v in sc.items() if k.startswith('acc') and isinstance(v, float)]
         pos = [v for k, v in sc.items() if k.startswith('pos_err') and isinstance(v, float)]
@@ -86,7 +48,8 @@ def main(argv=None):
                                   pos_err=max(pos) <= TARGETS['pos_err'], diversity_zero=all(v == 0 for v in div))
         if a.save_trained:
             cmd = 'python benchmarks/train_v1.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
-            res['saved'] = save_trained(learn, cfg, res, cmd.strip(), a.n_per_domain)
+            from stargan_v2.v1 import export_v1_trained
+            res['saved'] = str(export_v1_trained(out, 'stargan_v1_shapes', cmd.strip(), train_seconds=res['train_seconds']))
     (out/'metrics.json').write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))
     return 0

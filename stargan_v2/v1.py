@@ -8,17 +8,19 @@ Docs: https://github.com/stargan-v2-course/stargan_v2/stargan_v1.html.md"""
 __all__ = ['V1_PRESETS', 'HAIR_ATTRS', 'V1Config', 'tile_label', 'ResidualBlock', 'Generator', 'Discriminator', 'V1Nets',
            'build_v1', 'gradient_penalty', 'classification_loss', 'v1_d_loss', 'v1_g_loss', 'celeba_targets', 'v1_lr',
            'make_v1_optims', 'set_v1_lr', 'v1_iteration', 'V1Trainer', 'V1Translator', 'v1_learner', 'train_v1',
-           'load_translator', 'v1_config_from_args', 'cli_train', 'official_v1_state_dict', 'load_official_v1']
+           'load_translator', 'v1_config_from_args', 'cli_train', 'trained_v1_shapes', 'export_v1_trained',
+           'official_v1_state_dict', 'load_official_v1']
 
-# %% ../nbs/12_stargan_v1.ipynb #48cd7143
-import argparse, dataclasses, json, math, re, sys, time
+# %% ../nbs/12_stargan_v1.ipynb #3e7f4e08
+import argparse, dataclasses, json, math, re, shutil, sys, time
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
+import pandas as pd
 from fastcore.basics import patch
-from .core import set_seed, DownloadError
+from .core import set_seed, DownloadError, atomic_save, file_sha256
 from .data import get_dls, domain_names, data_root, DataError
 from .checkpoints import safe_load, CheckpointMismatch, latest_checkpoint
 from .trainer import GANTrainer, frozen
@@ -26,7 +28,7 @@ from .translator import Translator, as_labels, run_config
 from .callbacks import latest_state, load_checkpoint, ConfigMismatch
 from .learner import gan_learner, TrainingStopped, _fit, _coerce
 
-# %% ../nbs/12_stargan_v1.ipynb #1b34b358
+# %% ../nbs/12_stargan_v1.ipynb #66e5406c
 @dataclass(frozen=True)
 class V1Config:
     "Every setting of one StarGAN v1 run; build with a preset (`V1Config.shapes()`, …) and change with `.replace(...)`."
@@ -66,7 +68,7 @@ class V1Config:
     save_every:int=10_000       # checkpoint every n iterations
     num_workers:int=1           # DataLoader workers
 
-# %% ../nbs/12_stargan_v1.ipynb #1e801e91
+# %% ../nbs/12_stargan_v1.ipynb #c67c822b
 def _v1_replace(self:V1Config, **kwargs) -> V1Config:
     "A copy of this config with some fields changed; unknown names are an error."
     names = {f.name for f in fields(self)}
@@ -84,7 +86,7 @@ def _v1_from_dict(cls, d:dict) -> V1Config:
     return cls(**{k: v for k, v in d.items() if k in names})
 V1Config.from_dict = classmethod(_v1_from_dict)
 
-# %% ../nbs/12_stargan_v1.ipynb #cfc31b9f
+# %% ../nbs/12_stargan_v1.ipynb #87e14462
 def _v1_official(cls, **kw) -> V1Config:
     "The official code's defaults: 128 px, c_dim 5, 64-wide nets, 6 res blocks, 6 D convs, batch 16, 200k iterations."
     return cls(name='official').replace(**kw)
@@ -104,14 +106,14 @@ def _v1_tiny(cls, **kw) -> V1Config:
 V1Config.official, V1Config.shapes, V1Config.tiny = (classmethod(f) for f in (_v1_official, _v1_shapes, _v1_tiny))
 V1_PRESETS = ('official', 'shapes', 'tiny')
 
-# %% ../nbs/12_stargan_v1.ipynb #1a5409b1
+# %% ../nbs/12_stargan_v1.ipynb #e46ede28
 def tile_label(x:Tensor, # (B,3,H,W) images
                c:Tensor, # (B,c_dim) label vectors (one-hot, or binary attributes)
               ) -> Tensor: # (B,3+c_dim,H,W)
     "Concatenate the label depth-wise: every label entry becomes a constant H×W plane."
     return torch.cat([x, c[:, :, None, None].to(x).expand(-1, -1, *x.shape[2:])], 1)
 
-# %% ../nbs/12_stargan_v1.ipynb #18d6bb69
+# %% ../nbs/12_stargan_v1.ipynb #91757caf
 def _in(n:int) -> nn.InstanceNorm2d:
     "Instance norm with a learned affine and per-image statistics in training *and* inference (see the `.eval()` trap)."
     return nn.InstanceNorm2d(n, affine=True, track_running_stats=False)
@@ -129,7 +131,7 @@ class ResidualBlock(nn.Module):
         self.main = nn.Sequential(*_conv_in_relu(dim, dim, 3, 1), nn.Conv2d(dim, dim, 3, 1, 1, bias=False), _in(dim))
     def forward(self, x:Tensor) -> Tensor: return x + self.main(x)
 
-# %% ../nbs/12_stargan_v1.ipynb #a3e821d9
+# %% ../nbs/12_stargan_v1.ipynb #ba3772b2
 class Generator(nn.Module):
     "StarGAN v1 G(x, c): 7×7 conv, 2 stride-2 convs, `repeat_num` residual blocks, 2 transposed convs, 7×7 conv, tanh."
     def __init__(self, conv_dim:int=64, c_dim:int=5, repeat_num:int=6, padding_mode:str='zeros'):
@@ -143,7 +145,7 @@ class Generator(nn.Module):
 
     def forward(self, x:Tensor, c:Tensor) -> Tensor: return self.main(tile_label(x, c))
 
-# %% ../nbs/12_stargan_v1.ipynb #6f7e543b
+# %% ../nbs/12_stargan_v1.ipynb #021431ae
 class Discriminator(nn.Module):
     "StarGAN v1 D(x) -> (src map, class logits): `repeat_num` stride-2 convs with LeakyReLU(0.01), no normalisation."
     def __init__(self, img_size:int=128, conv_dim:int=64, c_dim:int=5, repeat_num:int=6):
@@ -161,7 +163,7 @@ class Discriminator(nn.Module):
         h = self.main(x)
         return self.conv1(h), self.conv2(h).flatten(1)
 
-# %% ../nbs/12_stargan_v1.ipynb #e7903dca
+# %% ../nbs/12_stargan_v1.ipynb #74a233f6
 class V1Nets(nn.Module):
     "The two networks of a StarGAN v1 run (what checkpoints hold): `generator` and `discriminator`."
     def __init__(self, generator:Generator, discriminator:Discriminator|None=None):
@@ -174,7 +176,7 @@ def build_v1(cfg:V1Config, with_d:bool=True) -> V1Nets:
     D = Discriminator(cfg.img_size, cfg.d_conv_dim, cfg.num_domains, cfg.d_repeat_num) if with_d else None
     return V1Nets(G, D)
 
-# %% ../nbs/12_stargan_v1.ipynb #6f17329a
+# %% ../nbs/12_stargan_v1.ipynb #cd77f6e7
 def gradient_penalty(d_src:Tensor, # D_src(x̂), any shape (B,...); its entries are summed
                      x_hat:Tensor, # (B,3,H,W) the interpolates, with requires_grad
                     ) -> Tensor:   # scalar
@@ -189,7 +191,7 @@ def classification_loss(logits:Tensor, # (B,c_dim)
     if target.dtype == torch.long: return F.cross_entropy(logits, target)
     return F.binary_cross_entropy_with_logits(logits, target, reduction='sum') / len(logits)
 
-# %% ../nbs/12_stargan_v1.ipynb #9a506bfe
+# %% ../nbs/12_stargan_v1.ipynb #918e4184
 def v1_d_loss(nets, cfg:V1Config,
               x_real:Tensor, # (B,3,S,S)
               y_org:Tensor,  # (B,) source labels (class indices)
@@ -207,7 +209,7 @@ def v1_d_loss(nets, cfg:V1Config,
     loss = loss_real + loss_fake + cfg.lambda_cls * loss_cls + cfg.lambda_gp * loss_gp
     return loss, {'loss_real': loss_real.item(), 'loss_fake': loss_fake.item(), 'loss_cls': loss_cls.item(), 'loss_gp': loss_gp.item()}
 
-# %% ../nbs/12_stargan_v1.ipynb #cf3d5263
+# %% ../nbs/12_stargan_v1.ipynb #2ab0c876
 def v1_g_loss(nets, cfg:V1Config, x_real:Tensor, y_org:Tensor, c_org:Tensor, y_trg:Tensor, c_trg:Tensor) -> tuple:
     "G's objective: −D(G(x,c)) + λ_cls·CE(D_cls(G(x,c)), c) + λ_rec·|x − G(G(x,c), c')|₁."
     G, D = nets.generator, nets.discriminator
@@ -218,7 +220,7 @@ def v1_g_loss(nets, cfg:V1Config, x_real:Tensor, y_org:Tensor, c_org:Tensor, y_t
     loss = loss_fake + cfg.lambda_rec * loss_rec + cfg.lambda_cls * loss_cls
     return loss, {'loss_fake': loss_fake.item(), 'loss_rec': loss_rec.item(), 'loss_cls': loss_cls.item()}
 
-# %% ../nbs/12_stargan_v1.ipynb #95723aae
+# %% ../nbs/12_stargan_v1.ipynb #74c4f96c
 HAIR_ATTRS = ('Black_Hair', 'Blond_Hair', 'Brown_Hair', 'Gray_Hair')
 
 def celeba_targets(c_org:Tensor,        # (B,n) binary attribute labels of the inputs
@@ -234,7 +236,7 @@ def celeba_targets(c_org:Tensor,        # (B,n) binary attribute labels of the i
         outs.append(c)
     return outs
 
-# %% ../nbs/12_stargan_v1.ipynb #bac5a3d9
+# %% ../nbs/12_stargan_v1.ipynb #d5560216
 def v1_lr(it:int,          # iterations already done (the lr used by iteration `it`, 0-based)
           lr0:float,       # initial learning rate
           cfg:V1Config,    # total_iters, decay_iters, lr_update_step, decay
@@ -246,7 +248,7 @@ def v1_lr(it:int,          # iterations already done (the lr used by iteration `
     step = lr0 / cfg.decay_iters * (cfg.lr_update_step if cfg.decay == 'linear' else 1)
     return max(lr0 - k * step, 0.)
 
-# %% ../nbs/12_stargan_v1.ipynb #21cf6b83
+# %% ../nbs/12_stargan_v1.ipynb #1ad02fb4
 def make_v1_optims(nets:V1Nets, cfg:V1Config) -> dict:
     "Adam for G (lr) and for D (d_lr), β = (beta1, beta2); the official names `generator`/`discriminator`."
     return {'generator': torch.optim.Adam(nets.generator.parameters(), cfg.lr, (cfg.beta1, cfg.beta2)),
@@ -257,7 +259,7 @@ def set_v1_lr(optims:dict, cfg:V1Config, it:int):
     for name, lr0 in (('generator', cfg.lr), ('discriminator', cfg.d_lr)):
         for g in optims[name].param_groups: g['lr'] = v1_lr(it, lr0, cfg)
 
-# %% ../nbs/12_stargan_v1.ipynb #a3143e84
+# %% ../nbs/12_stargan_v1.ipynb #98de2bbb
 def _zero(optims:dict):
     for o in optims.values(): o.zero_grad(set_to_none=True)
 
@@ -285,7 +287,7 @@ def v1_iteration(nets:V1Nets, optims:dict, cfg:V1Config,
         optims['generator'].step()
     return log
 
-# %% ../nbs/12_stargan_v1.ipynb #f1e08ca4
+# %% ../nbs/12_stargan_v1.ipynb #df1f31fd
 class V1Trainer(GANTrainer):
     "One official StarGAN v1 iteration per batch (a D step; a G step every n_critic-th), with its own two Adams."
     def __init__(self, optims:dict|None=None):
@@ -306,7 +308,7 @@ class V1Trainer(GANTrainer):
         "The critic's adversarial loss −(Wasserstein estimate): D/loss_real + D/loss_fake."
         return parts['D/loss_real'] + parts['D/loss_fake']
 
-# %% ../nbs/12_stargan_v1.ipynb #f35b07f5
+# %% ../nbs/12_stargan_v1.ipynb #ec1a91a1
 @patch
 def _measure_g(self:V1Trainer, x_real:Tensor, y_org:Tensor) -> dict:
     "G's terms before its first step (no update, no random numbers): targets y+1 mod K."
@@ -323,7 +325,7 @@ def state_dict(self:V1Trainer) -> dict: return GANTrainer.state_dict(self) | {'l
 def load_state_dict(self:V1Trainer, sd:dict):
     GANTrainer.load_state_dict(self, sd); self.last_g = sd.get('last_g')
 
-# %% ../nbs/12_stargan_v1.ipynb #5e747fb4
+# %% ../nbs/12_stargan_v1.ipynb #3ff83b4d
 class V1Translator(Translator):
     "StarGAN v1 as a `Translator`: G(x, one_hot(y_trg)). Deterministic: z and x_ref are ignored."
     def __init__(self, generator:Generator, num_domains:int, img_size:int, domains:list|None=None):
@@ -336,7 +338,7 @@ class V1Translator(Translator):
         c = F.one_hot(as_labels(y_trg, len(x_src), dev), self.num_domains).float()
         return self.generator(x_src.to(dev), c)
 
-# %% ../nbs/12_stargan_v1.ipynb #b25fc127
+# %% ../nbs/12_stargan_v1.ipynb #ea73d375
 def v1_learner(dls,                    # DataLoaders from `get_dls(cfg)` (v1 reads x_src and y_src of each batch)
                cfg:V1Config,           # the run's configuration
                nets:V1Nets|None=None,  # networks; None: `build_v1(cfg)`
@@ -350,7 +352,7 @@ def v1_learner(dls,                    # DataLoaders from `get_dls(cfg)` (v1 rea
     learn.make_translator = lambda: V1Translator(learn.model.generator, cfg.num_domains, cfg.img_size, getattr(dls, 'domains', None))
     return learn
 
-# %% ../nbs/12_stargan_v1.ipynb #f4ccf129
+# %% ../nbs/12_stargan_v1.ipynb #5a253c0e
 def train_v1(cfg:V1Config,            # the run's configuration (cfg.total_iters is the final iteration)
              out_dir,                 # output folder
              root=None,               # dataset folder; None: the one named by cfg.data
@@ -377,10 +379,11 @@ def train_v1(cfg:V1Config,            # the run's configuration (cfg.total_iters
     if learn.nan_guard.message: raise TrainingStopped(learn.nan_guard.message)
     return learn
 
-# %% ../nbs/12_stargan_v1.ipynb #e6a00e13
+# %% ../nbs/12_stargan_v1.ipynb #dd868211
 def _nets_file(path) -> Path:
-    "The `*_nets.ckpt` of a run folder, a checkpoints folder, or one checkpoint file (of the same step)."
+    "The `*_nets.ckpt` of a run folder, a checkpoints folder, or one checkpoint file (of the same step); `nets.ckpt` of a committed model."
     p = Path(path)
+    if (p/'nets.ckpt').is_file(): return p/'nets.ckpt'
     if p.is_file(): return p if p.name.endswith('_nets.ckpt') else p.with_name(p.name.split('_')[0] + '_nets.ckpt')
     return latest_checkpoint(p, 'nets')
 
@@ -402,7 +405,7 @@ def load_translator(path,        # a v1 run folder, its checkpoints/ folder or a
     except (DataError, OSError): doms = None
     return cfg, V1Translator(G, cfg.num_domains, cfg.img_size, doms)
 
-# %% ../nbs/12_stargan_v1.ipynb #325cd838
+# %% ../nbs/12_stargan_v1.ipynb #479138d5
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='stargan_v2 train --model stargan_v1', description="Train StarGAN v1 (lesson 12). "
                                 "The default preset trains on the built-in Shapes dataset on a CPU in minutes.")
@@ -430,7 +433,7 @@ def v1_config_from_args(a) -> V1Config:
     if a.iters is not None and 'decay_iters' not in kw: kw['decay_iters'] = a.iters // 2   # the official ratio
     return cfg.replace(**kw)
 
-# %% ../nbs/12_stargan_v1.ipynb #8178baa3
+# %% ../nbs/12_stargan_v1.ipynb #4077414c
 def cli_train(argv:list) -> int:
     "`stargan_v2 train --model stargan_v1 [--preset shapes] [--out DIR] [--iters N] [--resume] ...`"
     a = _parser().parse_args(argv)
@@ -448,7 +451,44 @@ def cli_train(argv:list) -> int:
           f"samples: {out}/samples/; loss plot: {out}/losses.png", flush=True)
     return 0
 
-# %% ../nbs/12_stargan_v1.ipynb #e0a7e372
+# %% ../nbs/12_stargan_v1.ipynb #3b562753
+def trained_v1_shapes() -> Path:
+    "Folder of the committed StarGAN v1 Shapes model (fp16 generator, config, losses, grid, manifest): open it with `load_translator`."
+    from stargan_v2.trained import trained_dir
+    return trained_dir('stargan_v1_shapes')
+
+# %% ../nbs/12_stargan_v1.ipynb #a7dfab9c
+def export_v1_trained(run_dir,              # a finished StarGAN v1 run (checkpoints/, config.json, samples/)
+                      name:str,             # folder name under stargan_v2/trained/
+                      command:str,          # the exact command that trained it
+                      dest=None,            # default: the package's trained/ folder
+                      train_seconds:float|None=None,
+                      full_scores:bool=True, # also score all 100 validation sources per domain
+                     ) -> Path:             # the manifest
+    "Write a v1 run's generator (fp16), config, losses, last grid and a manifest in the layout of lesson 07a's committed models."
+    from stargan_v2.trained import trained_dir, _check_settings, _git_commit, _flat
+    from stargan_v2.evaluate import shapes_scores
+    run_dir = Path(run_dir); out = Path(dest) if dest is not None else trained_dir(name)
+    if out.exists(): shutil.rmtree(out)
+    (out/'samples').mkdir(parents=True)
+    f = latest_checkpoint(run_dir, 'nets'); it = int(f.name.split('_')[0])
+    atomic_save({'generator': {k: v.half() for k, v in safe_load(f)['generator'].items()}}, out/'nets.ckpt')
+    (out/'config.json').write_text((run_dir/'config.json').read_text())
+    hist = safe_load(f.with_name(f'{it:06d}_state.ckpt'))['callbacks'].get('loss_log')
+    if hist is not None:
+        df = pd.DataFrame({k: v.tolist() for k, v in hist.items()}); df[df['iter'] % 10 == 0].round(5).to_csv(out/'losses.csv', index=False)
+    for g in sorted((run_dir/'samples').glob(f'{it:06d}_*.png')): shutil.copy(g, out/'samples'/g.name)
+    cfg, tr = load_translator(out)
+    chk = _check_settings()
+    m = dict(name=name, method=cfg.model, command=command, commit=_git_commit(), seed=cfg.seed, iterations=it,
+             train_seconds=train_seconds, dtype='float16', torch=torch.__version__, created=time.strftime('%Y-%m-%d'),
+             check=dict(settings=chk, scores=_flat(shapes_scores(tr, cfg, **chk))),
+             scores=_flat(shapes_scores(tr, cfg, n_per_domain=100)) if full_scores else None)
+    m['files'] = {str(p.relative_to(out)): dict(sha256=file_sha256(p), bytes=p.stat().st_size) for p in sorted(out.rglob('*')) if p.is_file()}
+    (out/'manifest.json').write_text(json.dumps(m, indent=1))
+    return out/'manifest.json'
+
+# %% ../nbs/12_stargan_v1.ipynb #6b697006
 _RUNNING = ('running_mean', 'running_var', 'num_batches_tracked')
 
 def official_v1_state_dict(path) -> dict:
@@ -476,7 +516,7 @@ def _load_strict(m:nn.Module, sd:dict, src) -> nn.Module:
     except RuntimeError as e: raise CheckpointMismatch(f"{src} does not fit a StarGAN v1 network: {str(e).splitlines()[0]}") from None
     return m
 
-# %% ../nbs/12_stargan_v1.ipynb #3dce8e39
+# %% ../nbs/12_stargan_v1.ipynb #7cf7911e
 def load_official_v1(g_path,                 # the authors' `*-G.ckpt`
                      d_path=None,            # optionally their `*-D.ckpt`
                     ) -> V1Nets:             # G (and D), shapes read from the files; frozen, eval mode (harmless here)
