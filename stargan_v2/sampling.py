@@ -88,7 +88,9 @@ def reference_grid(tr,                  # a reference-guided `Translator`, or St
                    y_src=0,             # domains of the sources (read only by pairwise translators)
                   ) -> Tensor:          # (R+1,N+1,3,H,W), blank top-left cell
     "The official reference grid: every source rendered in the style of every reference."
-    return translator_grids(as_translator(tr), x_src, y_src, x_ref, y_ref)['reference']
+    tr = as_translator(tr)
+    if not tr.reference_guided: raise ValueError(f"{tr!r} takes no references; its grid is translator_grids(...)['domains']")
+    return translator_grids(tr, x_src, y_src, x_ref, y_ref)['reference']
 
 def latent_grids(nets, x_src:Tensor,    # (N,3,H,W) sources: the top row
                  n_z:int=10,            # number of seeded codes, shared by all domains
