@@ -167,6 +167,10 @@ def test_v1_cli(tmp_path, capsys):
     assert cli_train(['--preset', 'tiny', '--out', str(tmp_path/'r'), '--iters', '2', '--device', 'cpu', '--quiet']) == 1
     assert 'resume' in capsys.readouterr().err
     assert cli_train(['--preset', 'tiny', '--out', str(tmp_path/'x'), '--set', 'decay=cosine']) == 2
+    from stargan_v2.cli import main      # the console script's dispatch: stargan_v2 train --model stargan_v1
+    assert main(['train', '--model', 'stargan_v1', '--preset', 'tiny', '--out', str(tmp_path/'c'), '--iters', '2', '--device', 'cpu', '--quiet']) == 0
+    from stargan_v2.translator import run_config
+    assert run_config(tmp_path/'c')['model'] == 'stargan_v1'
 
 def test_v1_star_import_surface():
     ns = {}
@@ -174,3 +178,16 @@ def test_v1_star_import_surface():
     for name in ('V1Config', 'Generator', 'Discriminator', 'build_v1', 'v1_iteration', 'V1Trainer', 'V1Translator', 'v1_learner',
                  'train_v1', 'load_translator', 'cli_train', 'load_official_v1', 'gradient_penalty', 'classification_loss', 'v1_lr'):
         assert name in ns, name
+
+def test_committed_v1_model():
+    "The committed Shapes generator: files match the manifest, it opens as a V1Translator, and its check scores reproduce."
+    from stargan_v2.trained import verify_trained, load_trained
+    from stargan_v2.evaluate import shapes_scores
+    m = verify_trained('stargan_v1_shapes')
+    assert m['method'] == 'stargan_v1' and m['dtype'] == 'float16' and sum(f['bytes'] for f in m['files'].values()) < 2_000_000
+    cfg, tr = load_trained('stargan_v1_shapes')
+    assert isinstance(tr, V1Translator) and cfg.name == 'shapes'
+    got = shapes_scores(tr, cfg, **m['check']['settings'])
+    assert got['diversity_latent'] == 0 and got['diversity_l1_latent'] == 0
+    for k in ('acc_latent', 'pos_err_latent', 'hue_err_source_latent'):
+        assert got[k] == pytest.approx(m['check']['scores'][k], abs=0.05 if k.startswith('acc') else 3.), k
