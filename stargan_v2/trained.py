@@ -122,6 +122,8 @@ def make_trained(name:str='shapes', threads:int=1) -> Path:
     "Train a committed model from nothing with its recipe, export it into the package and return its manifest."
     import tempfile
     from stargan_v2.learner import train
+    if name == 'stargan_v1_shapes':                 # lesson 12's model: its own trainer and exporter
+        from stargan_v2.v1 import make_trained_v1; return make_trained_v1(threads)
     recipes = {'shapes': (Config.shapes(), "stargan_v2 train --threads 1")}
     if name not in recipes: raise ValueError(f"no recipe for {name!r}; known: {sorted(recipes)}")
     cfg, command = recipes[name]

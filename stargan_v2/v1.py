@@ -9,9 +9,9 @@ __all__ = ['V1_PRESETS', 'HAIR_ATTRS', 'V1Config', 'tile_label', 'ResidualBlock'
            'build_v1', 'gradient_penalty', 'classification_loss', 'v1_d_loss', 'v1_g_loss', 'celeba_targets', 'v1_lr',
            'make_v1_optims', 'set_v1_lr', 'v1_iteration', 'V1Trainer', 'V1Translator', 'v1_learner', 'train_v1',
            'load_translator', 'v1_config_from_args', 'cli_train', 'trained_v1_shapes', 'export_v1_trained',
-           'official_v1_state_dict', 'load_official_v1']
+           'make_trained_v1', 'official_v1_state_dict', 'load_official_v1']
 
-# %% ../nbs/12_stargan_v1.ipynb #e6b3cbec
+# %% ../nbs/12_stargan_v1.ipynb #f46fedc0
 import argparse, dataclasses, json, math, re, shutil, sys, time
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
@@ -28,7 +28,7 @@ from .translator import Translator, as_labels, run_config
 from .callbacks import latest_state, load_checkpoint, ConfigMismatch
 from .learner import gan_learner, TrainingStopped, _fit, _coerce
 
-# %% ../nbs/12_stargan_v1.ipynb #eedd3efa
+# %% ../nbs/12_stargan_v1.ipynb #0ec98aff
 @dataclass(frozen=True)
 class V1Config:
     "Every setting of one StarGAN v1 run; build with a preset (`V1Config.shapes()`, …) and change with `.replace(...)`."
@@ -68,7 +68,7 @@ class V1Config:
     save_every:int=10_000       # checkpoint every n iterations
     num_workers:int=1           # DataLoader workers
 
-# %% ../nbs/12_stargan_v1.ipynb #14a02f16
+# %% ../nbs/12_stargan_v1.ipynb #173dd619
 def _v1_replace(self:V1Config, **kwargs) -> V1Config:
     "A copy of this config with some fields changed; unknown names are an error."
     names = {f.name for f in fields(self)}
@@ -86,7 +86,7 @@ def _v1_from_dict(cls, d:dict) -> V1Config:
     return cls(**{k: v for k, v in d.items() if k in names})
 V1Config.from_dict = classmethod(_v1_from_dict)
 
-# %% ../nbs/12_stargan_v1.ipynb #81cb5997
+# %% ../nbs/12_stargan_v1.ipynb #70d1d380
 def _v1_official(cls, **kw) -> V1Config:
     "The official code's defaults: 128 px, c_dim 5, 64-wide nets, 6 res blocks, 6 D convs, batch 16, 200k iterations."
     return cls(name='official').replace(**kw)
@@ -106,14 +106,14 @@ def _v1_tiny(cls, **kw) -> V1Config:
 V1Config.official, V1Config.shapes, V1Config.tiny = (classmethod(f) for f in (_v1_official, _v1_shapes, _v1_tiny))
 V1_PRESETS = ('official', 'shapes', 'tiny')
 
-# %% ../nbs/12_stargan_v1.ipynb #b5221696
+# %% ../nbs/12_stargan_v1.ipynb #82d7f919
 def tile_label(x:Tensor, # (B,3,H,W) images
                c:Tensor, # (B,c_dim) label vectors (one-hot, or binary attributes)
               ) -> Tensor: # (B,3+c_dim,H,W)
     "Concatenate the label depth-wise: every label entry becomes a constant H×W plane."
     return torch.cat([x, c[:, :, None, None].to(x).expand(-1, -1, *x.shape[2:])], 1)
 
-# %% ../nbs/12_stargan_v1.ipynb #1cd1b205
+# %% ../nbs/12_stargan_v1.ipynb #bc675ede
 def _in(n:int) -> nn.InstanceNorm2d:
     "Instance norm with a learned affine and per-image statistics in training *and* inference (see the `.eval()` trap)."
     return nn.InstanceNorm2d(n, affine=True, track_running_stats=False)
@@ -131,7 +131,7 @@ class ResidualBlock(nn.Module):
         self.main = nn.Sequential(*_conv_in_relu(dim, dim, 3, 1), nn.Conv2d(dim, dim, 3, 1, 1, bias=False), _in(dim))
     def forward(self, x:Tensor) -> Tensor: return x + self.main(x)
 
-# %% ../nbs/12_stargan_v1.ipynb #321faa32
+# %% ../nbs/12_stargan_v1.ipynb #fb472433
 class Generator(nn.Module):
     "StarGAN v1 G(x, c): 7×7 conv, 2 stride-2 convs, `repeat_num` residual blocks, 2 transposed convs, 7×7 conv, tanh."
     def __init__(self, conv_dim:int=64, c_dim:int=5, repeat_num:int=6, padding_mode:str='zeros'):
@@ -145,7 +145,7 @@ class Generator(nn.Module):
 
     def forward(self, x:Tensor, c:Tensor) -> Tensor: return self.main(tile_label(x, c))
 
-# %% ../nbs/12_stargan_v1.ipynb #04a4ed9f
+# %% ../nbs/12_stargan_v1.ipynb #7f7d5899
 class Discriminator(nn.Module):
     "StarGAN v1 D(x) -> (src map, class logits): `repeat_num` stride-2 convs with LeakyReLU(0.01), no normalisation."
     def __init__(self, img_size:int=128, conv_dim:int=64, c_dim:int=5, repeat_num:int=6):
@@ -163,7 +163,7 @@ class Discriminator(nn.Module):
         h = self.main(x)
         return self.conv1(h), self.conv2(h).flatten(1)
 
-# %% ../nbs/12_stargan_v1.ipynb #4d89fe76
+# %% ../nbs/12_stargan_v1.ipynb #02bab0bd
 class V1Nets(nn.Module):
     "The two networks of a StarGAN v1 run (what checkpoints hold): `generator` and `discriminator`."
     def __init__(self, generator:Generator, discriminator:Discriminator|None=None):
@@ -176,7 +176,7 @@ def build_v1(cfg:V1Config, with_d:bool=True) -> V1Nets:
     D = Discriminator(cfg.img_size, cfg.d_conv_dim, cfg.num_domains, cfg.d_repeat_num) if with_d else None
     return V1Nets(G, D)
 
-# %% ../nbs/12_stargan_v1.ipynb #a32d2217
+# %% ../nbs/12_stargan_v1.ipynb #be1a53f8
 def gradient_penalty(d_src:Tensor, # D_src(x̂), any shape (B,...); its entries are summed
                      x_hat:Tensor, # (B,3,H,W) the interpolates, with requires_grad
                     ) -> Tensor:   # scalar
@@ -191,7 +191,7 @@ def classification_loss(logits:Tensor, # (B,c_dim)
     if target.dtype == torch.long: return F.cross_entropy(logits, target)
     return F.binary_cross_entropy_with_logits(logits, target, reduction='sum') / len(logits)
 
-# %% ../nbs/12_stargan_v1.ipynb #6adb1cf9
+# %% ../nbs/12_stargan_v1.ipynb #9b7715dd
 def v1_d_loss(nets, cfg:V1Config,
               x_real:Tensor, # (B,3,S,S)
               y_org:Tensor,  # (B,) source labels (class indices)
@@ -209,7 +209,7 @@ def v1_d_loss(nets, cfg:V1Config,
     loss = loss_real + loss_fake + cfg.lambda_cls * loss_cls + cfg.lambda_gp * loss_gp
     return loss, {'loss_real': loss_real.item(), 'loss_fake': loss_fake.item(), 'loss_cls': loss_cls.item(), 'loss_gp': loss_gp.item()}
 
-# %% ../nbs/12_stargan_v1.ipynb #da8cd722
+# %% ../nbs/12_stargan_v1.ipynb #90694b92
 def v1_g_loss(nets, cfg:V1Config, x_real:Tensor, y_org:Tensor, c_org:Tensor, y_trg:Tensor, c_trg:Tensor) -> tuple:
     "G's objective: −D(G(x,c)) + λ_cls·CE(D_cls(G(x,c)), c) + λ_rec·|x − G(G(x,c), c')|₁."
     G, D = nets.generator, nets.discriminator
@@ -220,7 +220,7 @@ def v1_g_loss(nets, cfg:V1Config, x_real:Tensor, y_org:Tensor, c_org:Tensor, y_t
     loss = loss_fake + cfg.lambda_rec * loss_rec + cfg.lambda_cls * loss_cls
     return loss, {'loss_fake': loss_fake.item(), 'loss_rec': loss_rec.item(), 'loss_cls': loss_cls.item()}
 
-# %% ../nbs/12_stargan_v1.ipynb #4345c78c
+# %% ../nbs/12_stargan_v1.ipynb #8e07e984
 HAIR_ATTRS = ('Black_Hair', 'Blond_Hair', 'Brown_Hair', 'Gray_Hair')
 
 def celeba_targets(c_org:Tensor,        # (B,n) binary attribute labels of the inputs
@@ -236,7 +236,7 @@ def celeba_targets(c_org:Tensor,        # (B,n) binary attribute labels of the i
         outs.append(c)
     return outs
 
-# %% ../nbs/12_stargan_v1.ipynb #1901b66a
+# %% ../nbs/12_stargan_v1.ipynb #e776114d
 def v1_lr(it:int,          # iterations already done (the lr used by iteration `it`, 0-based)
           lr0:float,       # initial learning rate
           cfg:V1Config,    # total_iters, decay_iters, lr_update_step, decay
@@ -248,7 +248,7 @@ def v1_lr(it:int,          # iterations already done (the lr used by iteration `
     step = lr0 / cfg.decay_iters * (cfg.lr_update_step if cfg.decay == 'linear' else 1)
     return max(lr0 - k * step, 0.)
 
-# %% ../nbs/12_stargan_v1.ipynb #c4c09ec5
+# %% ../nbs/12_stargan_v1.ipynb #08280ce7
 def make_v1_optims(nets:V1Nets, cfg:V1Config) -> dict:
     "Adam for G (lr) and for D (d_lr), β = (beta1, beta2); the official names `generator`/`discriminator`."
     return {'generator': torch.optim.Adam(nets.generator.parameters(), cfg.lr, (cfg.beta1, cfg.beta2)),
@@ -259,7 +259,7 @@ def set_v1_lr(optims:dict, cfg:V1Config, it:int):
     for name, lr0 in (('generator', cfg.lr), ('discriminator', cfg.d_lr)):
         for g in optims[name].param_groups: g['lr'] = v1_lr(it, lr0, cfg)
 
-# %% ../nbs/12_stargan_v1.ipynb #7588ef37
+# %% ../nbs/12_stargan_v1.ipynb #f0e9d3f0
 def _zero(optims:dict):
     for o in optims.values(): o.zero_grad(set_to_none=True)
 
@@ -287,7 +287,7 @@ def v1_iteration(nets:V1Nets, optims:dict, cfg:V1Config,
         optims['generator'].step()
     return log
 
-# %% ../nbs/12_stargan_v1.ipynb #7a70c56d
+# %% ../nbs/12_stargan_v1.ipynb #4d5ab499
 class V1Trainer(GANTrainer):
     "One official StarGAN v1 iteration per batch (a D step; a G step every n_critic-th), with its own two Adams."
     def __init__(self, optims:dict|None=None):
@@ -308,7 +308,7 @@ class V1Trainer(GANTrainer):
         "The critic's adversarial loss −(Wasserstein estimate): D/loss_real + D/loss_fake."
         return parts['D/loss_real'] + parts['D/loss_fake']
 
-# %% ../nbs/12_stargan_v1.ipynb #65e97ac4
+# %% ../nbs/12_stargan_v1.ipynb #0add0831
 @patch
 def _measure_g(self:V1Trainer, x_real:Tensor, y_org:Tensor) -> dict:
     "G's terms before its first step (no update, no random numbers): targets y+1 mod K."
@@ -325,7 +325,7 @@ def state_dict(self:V1Trainer) -> dict: return GANTrainer.state_dict(self) | {'l
 def load_state_dict(self:V1Trainer, sd:dict):
     GANTrainer.load_state_dict(self, sd); self.last_g = sd.get('last_g')
 
-# %% ../nbs/12_stargan_v1.ipynb #7307635c
+# %% ../nbs/12_stargan_v1.ipynb #38a8bd1b
 class V1Translator(Translator):
     "StarGAN v1 as a `Translator`: G(x, one_hot(y_trg)). Deterministic: z and x_ref are ignored."
     def __init__(self, generator:Generator, num_domains:int, img_size:int, domains:list|None=None):
@@ -338,7 +338,7 @@ class V1Translator(Translator):
         c = F.one_hot(as_labels(y_trg, len(x_src), dev), self.num_domains).float()
         return self.generator(x_src.to(dev), c)
 
-# %% ../nbs/12_stargan_v1.ipynb #c62e6712
+# %% ../nbs/12_stargan_v1.ipynb #a6c33229
 def v1_learner(dls,                    # DataLoaders from `get_dls(cfg)` (v1 reads x_src and y_src of each batch)
                cfg:V1Config,           # the run's configuration
                nets:V1Nets|None=None,  # networks; None: `build_v1(cfg)`
@@ -352,7 +352,7 @@ def v1_learner(dls,                    # DataLoaders from `get_dls(cfg)` (v1 rea
     learn.make_translator = lambda: V1Translator(learn.model.generator, cfg.num_domains, cfg.img_size, getattr(dls, 'domains', None))
     return learn
 
-# %% ../nbs/12_stargan_v1.ipynb #c028f8f4
+# %% ../nbs/12_stargan_v1.ipynb #c973c025
 def train_v1(cfg:V1Config,            # the run's configuration (cfg.total_iters is the final iteration)
              out_dir,                 # output folder
              root=None,               # dataset folder; None: the one named by cfg.data
@@ -379,7 +379,7 @@ def train_v1(cfg:V1Config,            # the run's configuration (cfg.total_iters
     if learn.nan_guard.message: raise TrainingStopped(learn.nan_guard.message)
     return learn
 
-# %% ../nbs/12_stargan_v1.ipynb #cf276037
+# %% ../nbs/12_stargan_v1.ipynb #e5e1f3dc
 def _nets_file(path) -> Path:
     "The `*_nets.ckpt` of a run folder, a checkpoints folder, or one checkpoint file (of the same step); `nets.ckpt` of a committed model."
     p = Path(path)
@@ -405,7 +405,7 @@ def load_translator(path,        # a v1 run folder, its checkpoints/ folder or a
     except (DataError, OSError): doms = None
     return cfg, V1Translator(G, cfg.num_domains, cfg.img_size, doms)
 
-# %% ../nbs/12_stargan_v1.ipynb #63cc890c
+# %% ../nbs/12_stargan_v1.ipynb #e59fd263
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='stargan_v2 train --model stargan_v1', description="Train StarGAN v1 (lesson 12). "
                                 "The default preset trains on the built-in Shapes dataset on a CPU in minutes.")
@@ -433,7 +433,7 @@ def v1_config_from_args(a) -> V1Config:
     if a.iters is not None and 'decay_iters' not in kw: kw['decay_iters'] = a.iters // 2   # the official ratio
     return cfg.replace(**kw)
 
-# %% ../nbs/12_stargan_v1.ipynb #a741f071
+# %% ../nbs/12_stargan_v1.ipynb #6c99ce8c
 def cli_train(argv:list) -> int:
     "`stargan_v2 train --model stargan_v1 [--preset shapes] [--out DIR] [--iters N] [--resume] ...`"
     a = _parser().parse_args(argv)
@@ -451,13 +451,13 @@ def cli_train(argv:list) -> int:
           f"samples: {out}/samples/; loss plot: {out}/losses.png", flush=True)
     return 0
 
-# %% ../nbs/12_stargan_v1.ipynb #fb663e7a
+# %% ../nbs/12_stargan_v1.ipynb #8ba862dd
 def trained_v1_shapes() -> Path:
     "Folder of the committed StarGAN v1 Shapes model (fp16 generator, config, losses, grid, manifest): open it with `load_translator`."
     from stargan_v2.trained import trained_dir
     return trained_dir('stargan_v1_shapes')
 
-# %% ../nbs/12_stargan_v1.ipynb #2dda18d1
+# %% ../nbs/12_stargan_v1.ipynb #226b4bde
 def export_v1_trained(run_dir,              # a finished StarGAN v1 run (checkpoints/, config.json, samples/)
                       name:str,             # folder name under stargan_v2/trained/
                       command:str,          # the exact command that trained it
@@ -488,7 +488,17 @@ def export_v1_trained(run_dir,              # a finished StarGAN v1 run (checkpo
     (out/'manifest.json').write_text(json.dumps(m, indent=1))
     return out/'manifest.json'
 
-# %% ../nbs/12_stargan_v1.ipynb #265e0b1a
+# %% ../nbs/12_stargan_v1.ipynb #d98aafa0
+def make_trained_v1(threads:int=1) -> Path:
+    "Train the `shapes` preset from nothing and export it as the committed `stargan_v1_shapes`; returns the manifest."
+    import tempfile
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as t:
+        t0 = time.time(); train_v1(V1Config.shapes(), Path(t)/'run', verbose=False, progress=False, device='cpu')
+        return export_v1_trained(Path(t)/'run', 'stargan_v1_shapes', 'python benchmarks/lessons_models.py stargan_v1_shapes',
+                                 train_seconds=round(time.time() - t0, 1))
+
+# %% ../nbs/12_stargan_v1.ipynb #50ec62ee
 _RUNNING = ('running_mean', 'running_var', 'num_batches_tracked')
 
 def official_v1_state_dict(path) -> dict:
@@ -516,7 +526,7 @@ def _load_strict(m:nn.Module, sd:dict, src) -> nn.Module:
     except RuntimeError as e: raise CheckpointMismatch(f"{src} does not fit a StarGAN v1 network: {str(e).splitlines()[0]}") from None
     return m
 
-# %% ../nbs/12_stargan_v1.ipynb #87c9abfd
+# %% ../nbs/12_stargan_v1.ipynb #66db1c5c
 def load_official_v1(g_path,                 # the authors' `*-G.ckpt`
                      d_path=None,            # optionally their `*-D.ckpt`
                     ) -> V1Nets:             # G (and D), shapes read from the files; frozen, eval mode (harmless here)
