@@ -6,13 +6,13 @@ Docs: https://github.com/stargan-v2-course/stargan_v2/discogan.html.md"""
 
 # %% auto #0
 __all__ = ['ARCHS', 'DISCO_PRESETS', 'BN_MODES', 'BN_DEFAULT', 'disco_depth', 'disco_widths', 'DiscoGenerator',
-           'DiscoDiscriminator', 'DiscoPair', 'DiscoNets', 'd_gan_loss', 'g_gan_loss', 'fm_loss', 'recon_rate',
+           'DiscoDiscriminator', 'DiscoPair', 'DiscoNets', 'bce', 'd_gan_loss', 'g_gan_loss', 'fm_loss', 'recon_rate',
            'is_d_step', 'DiscoConfig', 'get_disco_config', 'pair_list', 'pair_losses', 'make_disco_optims',
-           'disco_iteration', 'PairLoader', 'disco_dls', 'bn_mode', 'DiscoTranslator', 'DiscoTrainer', 'train_disco',
-           'load_translator', 'disco_config_from_args', 'cli_train', 'circ_corr', 'hue_bins_covered', 'hue_relation',
-           'hue_summary', 'disco_scores']
+           'disco_iteration', 'PairLoader', 'disco_dls', 'bn_mode', 'DiscoTranslator', 'DiscoTrainer', 'disco_learner',
+           'train_disco', 'load_translator', 'disco_config_from_args', 'cli_train', 'circ_corr', 'hue_bins_covered',
+           'hue_relation', 'hue_summary', 'disco_scores']
 
-# %% ../nbs/13_discogan.ipynb #9e75eced
+# %% ../nbs/13_discogan.ipynb #bd8e8eb3
 import argparse, contextlib, dataclasses, json, math, sys, time
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
@@ -33,7 +33,7 @@ from .checkpoints import safe_load, CheckpointMismatch
 from .learner import gan_learner, TrainingStopped
 from .evaluate import load_split, measured_folder, shapes_fid
 
-# %% ../nbs/13_discogan.ipynb #7e8a8d1b
+# %% ../nbs/13_discogan.ipynb #99f7e066
 def disco_depth(img_size:int) -> int:
     "Number of stride-2 4x4 convs that take `img_size` down to 4x4 (official: 4 at 64 px)."
     n = round(math.log2(max(img_size, 1))) - 2
@@ -53,7 +53,7 @@ def _block(ni:int, nf:int, bn:bool=True, act:str='lrelu', up:bool=False, ks:int=
     layers.append({'lrelu': nn.LeakyReLU(0.2), 'relu': nn.ReLU(), 'sigmoid': nn.Sigmoid()}[act])
     return nn.Sequential(*layers)
 
-# %% ../nbs/13_discogan.ipynb #f5357d8b
+# %% ../nbs/13_discogan.ipynb #16d19c85
 class DiscoGenerator(nn.Module):
     "Conv encoder-decoder without skips: [0,1] images in, [0,1] images (Sigmoid) out, same size."
     def __init__(self, img_size:int=64, dim:int=64, extra_layers:bool=False, bottleneck:int=100):
@@ -68,7 +68,7 @@ class DiscoGenerator(nn.Module):
         self.encoder, self.decoder = nn.Sequential(*enc), nn.Sequential(*dec)
     def forward(self, x:Tensor) -> Tensor: return self.decoder(self.encoder(x))
 
-# %% ../nbs/13_discogan.ipynb #026a54f0
+# %% ../nbs/13_discogan.ipynb #8b4b4d30
 class DiscoDiscriminator(nn.Module):
     "The generator's encoder, then a 4x4 valid conv and a Sigmoid; also returns the BN'd layers' features for FM."
     def __init__(self, img_size:int=64, dim:int=64):
@@ -83,7 +83,7 @@ class DiscoDiscriminator(nn.Module):
             if i > 0: feats.append(x)
         return torch.sigmoid(self.head(x)).flatten(), feats
 
-# %% ../nbs/13_discogan.ipynb #fbbcf264
+# %% ../nbs/13_discogan.ipynb #6bddd73b
 class DiscoPair(nn.Module):
     "The four networks of one pair of domains: G_AB (A->B), G_BA (B->A), D_A (judges A), D_B (judges B)."
     def __init__(self, img_size:int, dim:int, extra_layers:bool=False):
@@ -106,14 +106,19 @@ class DiscoNets(nn.Module):
         raise KeyError(f"This DiscoGAN run has no generator for domain {src} -> {trg}; it trained the pairs "
                        f"{', '.join(f'{a}-{b}' for a, b in self.pairs)}. Train that pair (--pair) or pick another task.")
 
-# %% ../nbs/13_discogan.ipynb #6c0394e1
+# %% ../nbs/13_discogan.ipynb #c867a5fa
+def bce(p:Tensor, target:float) -> Tensor:
+    "BCE of probabilities `p` against a constant label; NaN in, NaN out (PyTorch's BCE raises on NaN; the NaN guard should see it)."
+    if torch.isnan(p).any(): return p.mean()
+    return F.binary_cross_entropy(p, torch.full_like(p, target))
+
 def d_gan_loss(p_real:Tensor, p_fake:Tensor) -> Tensor:
     "Official D loss on sigmoid outputs: 0.5·BCE(D(real), 1) + 0.5·BCE(D(fake), 0)."
-    return 0.5 * F.binary_cross_entropy(p_real, torch.ones_like(p_real)) + 0.5 * F.binary_cross_entropy(p_fake, torch.zeros_like(p_fake))
+    return 0.5 * bce(p_real, 1.) + 0.5 * bce(p_fake, 0.)
 
 def g_gan_loss(p_fake:Tensor) -> Tensor:
     "Non-saturating G loss: BCE(D(fake), 1)."
-    return F.binary_cross_entropy(p_fake, torch.ones_like(p_fake))
+    return bce(p_fake, 1.)
 
 def fm_loss(f_real:list, f_fake:list) -> Tensor:
     "Feature matching: for every D layer, the mean over elements of (batch-mean real - batch-mean fake)^2; summed over layers."
@@ -127,7 +132,7 @@ def is_d_step(it:int, cfg) -> bool:
     "Official schedule: iteration `it` steps D when it % update_interval == 0, else G."
     return it % cfg.update_interval == 0
 
-# %% ../nbs/13_discogan.ipynb #764d0a09
+# %% ../nbs/13_discogan.ipynb #47b0901b
 @dataclass(frozen=True)
 class DiscoConfig:
     "Every setting of one DiscoGAN run (one learner trains all `pairs` of a dataset); presets `official`, `shapes`, `tiny`."
@@ -166,7 +171,7 @@ class DiscoConfig:
     save_every:int=10_000       # checkpoint every n iterations
     num_workers:int=0           # DataLoader workers
 
-# %% ../nbs/13_discogan.ipynb #6af89d42
+# %% ../nbs/13_discogan.ipynb #defcb40f
 ARCHS = ('discogan', 'recongan', 'gan')
 DISCO_PRESETS = ('official', 'shapes', 'tiny')
 
@@ -190,7 +195,7 @@ def _from_dict(cls, d:dict) -> DiscoConfig:
 
 DiscoConfig.replace, DiscoConfig.from_dict = _replace, classmethod(_from_dict)
 
-# %% ../nbs/13_discogan.ipynb #0032dd0b
+# %% ../nbs/13_discogan.ipynb #62de701e
 def _official(cls, **kw) -> DiscoConfig:
     "The official settings at 64 px (gender, as the FaceScrub task, on CelebA-HQ's female/male folders)."
     return cls(name='official').replace(**kw)
@@ -212,7 +217,7 @@ def get_disco_config(name:str, **kw) -> DiscoConfig:
     if name not in DISCO_PRESETS: raise ValueError(f"Unknown DiscoGAN preset {name!r}; choose one of {DISCO_PRESETS}")
     return getattr(DiscoConfig, name)(**kw)
 
-# %% ../nbs/13_discogan.ipynb #ffdd2be7
+# %% ../nbs/13_discogan.ipynb #40f5cb2d
 def pair_list(cfg:DiscoConfig) -> list:
     "The (A, B) domain-index pairs a run trains: every unordered pair for 'all', else the ones named in `cfg.pairs`."
     K = cfg.num_domains
@@ -227,7 +232,7 @@ def pair_list(cfg:DiscoConfig) -> list:
         out.append((a, b))
     return out
 
-# %% ../nbs/13_discogan.ipynb #93810de7
+# %% ../nbs/13_discogan.ipynb #21a14fd7
 import contextlib
 
 @contextlib.contextmanager
@@ -259,7 +264,7 @@ def pair_losses(pair:DiscoPair, A:Tensor, B:Tensor, cfg, rate:float, d_step:bool
         if cfg.arch == 'discogan': loss = loss + adv_BA * (1 - rate) + rate * t['rec_B']
     return loss, {('D/' if k in 'AB' else 'G/') + k: v.item() for k, v in t.items()}
 
-# %% ../nbs/13_discogan.ipynb #db79dad1
+# %% ../nbs/13_discogan.ipynb #20ee9250
 def make_disco_optims(nets:DiscoNets, cfg) -> dict:
     "Official optimisers: one Adam over every generator, one over every discriminator (lr 2e-4, betas (0.5, 0.999), wd 1e-5)."
     ps = lambda *names: [p for a, b in nets.pairs for n in names for p in getattr(nets.pair(a, b), n).parameters()]
@@ -284,7 +289,7 @@ def disco_iteration(nets:DiscoNets, optims:dict, cfg, xs, it:int, on_loss=None) 
     optims['discriminator' if d else 'generator'].step()
     return log
 
-# %% ../nbs/13_discogan.ipynb #7d9e01cb
+# %% ../nbs/13_discogan.ipynb #ca68cffb
 class PairLoader:
     """Per-domain batches (x_0, ..., x_{K-1}), each (bs,3,S,S) in [-1,1]. Each pass shuffles every domain independently
     (unpaired, as the official loop) from the global torch RNG and lasts min(domain size) // bs batches."""
@@ -313,7 +318,7 @@ class PairLoader:
             yield tuple(torch.stack([self._img(int(i)) for i in p[k*self.bs:(k+1)*self.bs]]).to(self.device) for p in perms)
     def __repr__(self): return f"PairLoader(bs={self.bs} per domain, {len(self)} batches, {self.dataset})"
 
-# %% ../nbs/13_discogan.ipynb #091a3045
+# %% ../nbs/13_discogan.ipynb #be95f881
 def disco_dls(cfg:DiscoConfig, root=None, device=None) -> DataLoaders:
     "Train: a `PairLoader` (one batch per domain, official shuffling); valid: the shared loader (fixed sample grids)."
     base = get_dls(cfg, root=root, device=device)
@@ -322,7 +327,7 @@ def disco_dls(cfg:DiscoConfig, root=None, device=None) -> DataLoaders:
     dls.domains = base.domains
     return dls
 
-# %% ../nbs/13_discogan.ipynb #fd8f1ece
+# %% ../nbs/13_discogan.ipynb #0bf26f13
 BN_MODES = ('batch', 'eval')
 BN_DEFAULT = 'eval'   # what DiscoTranslator uses unless told otherwise (see "BN at test time")
 
@@ -339,7 +344,7 @@ def bn_mode(m:nn.Module, mode:str):
         m.train(was)
         for b, t in zip(bns, tracked): b.track_running_stats = t
 
-# %% ../nbs/13_discogan.ipynb #addf57d8
+# %% ../nbs/13_discogan.ipynb #a0846a2e
 class DiscoTranslator(Translator):
     "Every generator of a DiscoGAN run as one `Translator`: each (source, target) pair of a batch goes through its own G."
     pairwise = True
@@ -364,14 +369,23 @@ def _translate(self:DiscoTranslator, x_src:Tensor, y_src, y_trg, z=None, x_ref=N
     return out
 DiscoTranslator.translate = _translate
 
-# %% ../nbs/13_discogan.ipynb #59d0211f
+# %% ../nbs/13_discogan.ipynb #56a41463
 class DiscoTrainer(GANTrainer):
     "The official DiscoGAN iteration for every pair of the run, once per batch, with one Adam for all G and one for all D."
     def make_optims(self) -> dict: return make_disco_optims(self.learn.model, self.learn.cfg)
     def iteration(self, batch:tuple) -> dict:
         return disco_iteration(self.learn.model, self.optims, self.learn.cfg, batch, self.learn.train_iter, on_loss=self.hook('', {}))
 
-# %% ../nbs/13_discogan.ipynb #dec119ae
+# %% ../nbs/13_discogan.ipynb #281ac65b
+def disco_learner(dls, cfg:DiscoConfig, nets:DiscoNets|None=None, out_dir=None, cbs=None, verbose:bool=False,
+                  bn:str|None=None) -> Learner:
+    "A fastai `Learner` that trains every pair of `cfg` with `DiscoTrainer` and the shared callbacks (log, NaN guard, grids, checkpoints)."
+    nets = DiscoNets(cfg) if nets is None else nets
+    learn = gan_learner(dls, cfg, nets, DiscoTrainer(), out_dir=out_dir, cbs=cbs, verbose=verbose)
+    learn.make_translator = lambda: DiscoTranslator(learn.model, learn.cfg, getattr(dls, 'domains', None), bn or BN_DEFAULT)
+    return learn
+
+# %% ../nbs/13_discogan.ipynb #fc05ae4c
 def train_disco(cfg:DiscoConfig, out_dir, root=None, device=None, resume:bool=False, verbose:bool=True,
                 progress:bool|None=None, cbs=None) -> Learner:
     "Train every pair of `cfg` into `out_dir` up to `cfg.total_iters`, resumable; returns the learner."
@@ -393,7 +407,7 @@ def train_disco(cfg:DiscoConfig, out_dir, root=None, device=None, resume:bool=Fa
     if learn.nan_guard.message: raise TrainingStopped(learn.nan_guard.message)
     return learn
 
-# %% ../nbs/13_discogan.ipynb #40b9c30a
+# %% ../nbs/13_discogan.ipynb #26c98fa5
 def load_translator(path, device=None, bn:str|None=None) -> tuple:   # (DiscoConfig, DiscoTranslator)
     "Open a DiscoGAN run (run folder, checkpoints folder or a `*_nets.ckpt`/`*_state.ckpt` file) as (config, translator)."
     d = run_config(path)
@@ -418,7 +432,7 @@ def _domain_names(cfg) -> list|None:
     try: return domain_folders(data_root(cfg.data)/'train')
     except Exception: return None
 
-# %% ../nbs/13_discogan.ipynb #f75b8cf4
+# %% ../nbs/13_discogan.ipynb #c2eeeef8
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='stargan_v2 train --model discogan', description="Train DiscoGAN: two generators and "
                                 "two discriminators per pair of domains, every pair of the dataset in one run (or one --pair).")
@@ -445,7 +459,7 @@ def _coerce(cfg:DiscoConfig, kv:str) -> tuple:
     t = type(getattr(cfg, k))
     return k, (v.lower() in ('1', 'true', 'yes') if t is bool else t(v))
 
-# %% ../nbs/13_discogan.ipynb #4bda98ae
+# %% ../nbs/13_discogan.ipynb #8a8f382a
 def _domain_index(name:str, names:list) -> int:
     if name in names: return names.index(name)
     if name.isdigit() and int(name) < len(names): return int(name)
@@ -481,7 +495,7 @@ def cli_train(argv:list) -> int:
           f"{learn.train_iter:06d}_nets.ckpt; samples: {out}/samples/; loss plot: {out}/losses.png", flush=True)
     return 0
 
-# %% ../nbs/13_discogan.ipynb #68344df4
+# %% ../nbs/13_discogan.ipynb #d5c9d325
 def circ_corr(a, b) -> float:
     "Circular correlation (Jammalamadaka–SenGupta) of paired angles in degrees: ±1 for b = ±a + const, ≈0 if unrelated."
     a, b = np.radians(np.asarray(a, float)), np.radians(np.asarray(b, float))
@@ -499,7 +513,7 @@ def hue_bins_covered(hue, n_bins:int=12, min_frac:float|None=None) -> int:
     counts = np.bincount((h % 360 // (360 / n_bins)).astype(int), minlength=n_bins)
     return int((counts >= (0.5 / n_bins if min_frac is None else min_frac) * len(h)).sum())
 
-# %% ../nbs/13_discogan.ipynb #6a293130
+# %% ../nbs/13_discogan.ipynb #322bea47
 def hue_relation(tr, x_src:Tensor, y_src:int, y_trg:int, bs:int=100) -> pd.DataFrame:
     "Measured source and output fill hue (and output shape) of `tr` on one task: the Shapes analogue of the paper's angle plot."
     outs = torch.cat([tr.translate(x_src[i:i+bs], y_src, y_trg).cpu() for i in range(0, len(x_src), bs)])
@@ -511,7 +525,7 @@ def hue_summary(df:pd.DataFrame) -> dict:
     return {'hue_corr': circ_corr(df['hue_src'], df['hue_out']), 'bins_src': hue_bins_covered(df['hue_src']),
             'bins_out': hue_bins_covered(df['hue_out'])}
 
-# %% ../nbs/13_discogan.ipynb #375fb7cf
+# %% ../nbs/13_discogan.ipynb #7050ecaf
 def _nanmean(a) -> float:
     a = np.asarray(a, float); a = a[~np.isnan(a)]
     return float(a.mean()) if len(a) else float('nan')
