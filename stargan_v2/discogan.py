@@ -10,9 +10,9 @@ __all__ = ['ARCHS', 'DISCO_PRESETS', 'BN_MODES', 'BN_DEFAULT', 'disco_depth', 'd
            'is_d_step', 'DiscoConfig', 'get_disco_config', 'pair_list', 'pair_losses', 'make_disco_optims',
            'disco_iteration', 'PairLoader', 'disco_dls', 'bn_mode', 'DiscoTranslator', 'DiscoTrainer', 'disco_learner',
            'train_disco', 'load_translator', 'disco_config_from_args', 'cli_train', 'circ_corr', 'hue_bins_covered',
-           'hue_relation', 'hue_summary', 'disco_scores']
+           'hue_relation', 'hue_summary', 'disco_scores', 'export_disco_trained']
 
-# %% ../nbs/13_discogan.ipynb #bd8e8eb3
+# %% ../nbs/13_discogan.ipynb #b686a87a
 import argparse, contextlib, dataclasses, json, math, sys, time
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
@@ -33,7 +33,7 @@ from .checkpoints import safe_load, CheckpointMismatch
 from .learner import gan_learner, TrainingStopped
 from .evaluate import load_split, measured_folder, shapes_fid
 
-# %% ../nbs/13_discogan.ipynb #99f7e066
+# %% ../nbs/13_discogan.ipynb #23023f1c
 def disco_depth(img_size:int) -> int:
     "Number of stride-2 4x4 convs that take `img_size` down to 4x4 (official: 4 at 64 px)."
     n = round(math.log2(max(img_size, 1))) - 2
@@ -53,7 +53,7 @@ def _block(ni:int, nf:int, bn:bool=True, act:str='lrelu', up:bool=False, ks:int=
     layers.append({'lrelu': nn.LeakyReLU(0.2), 'relu': nn.ReLU(), 'sigmoid': nn.Sigmoid()}[act])
     return nn.Sequential(*layers)
 
-# %% ../nbs/13_discogan.ipynb #16d19c85
+# %% ../nbs/13_discogan.ipynb #852ca700
 class DiscoGenerator(nn.Module):
     "Conv encoder-decoder without skips: [0,1] images in, [0,1] images (Sigmoid) out, same size."
     def __init__(self, img_size:int=64, dim:int=64, extra_layers:bool=False, bottleneck:int=100):
@@ -68,7 +68,7 @@ class DiscoGenerator(nn.Module):
         self.encoder, self.decoder = nn.Sequential(*enc), nn.Sequential(*dec)
     def forward(self, x:Tensor) -> Tensor: return self.decoder(self.encoder(x))
 
-# %% ../nbs/13_discogan.ipynb #8b4b4d30
+# %% ../nbs/13_discogan.ipynb #800e333e
 class DiscoDiscriminator(nn.Module):
     "The generator's encoder, then a 4x4 valid conv and a Sigmoid; also returns the BN'd layers' features for FM."
     def __init__(self, img_size:int=64, dim:int=64):
@@ -83,7 +83,7 @@ class DiscoDiscriminator(nn.Module):
             if i > 0: feats.append(x)
         return torch.sigmoid(self.head(x)).flatten(), feats
 
-# %% ../nbs/13_discogan.ipynb #6bddd73b
+# %% ../nbs/13_discogan.ipynb #9e3aea1b
 class DiscoPair(nn.Module):
     "The four networks of one pair of domains: G_AB (A->B), G_BA (B->A), D_A (judges A), D_B (judges B)."
     def __init__(self, img_size:int, dim:int, extra_layers:bool=False):
@@ -106,7 +106,7 @@ class DiscoNets(nn.Module):
         raise KeyError(f"This DiscoGAN run has no generator for domain {src} -> {trg}; it trained the pairs "
                        f"{', '.join(f'{a}-{b}' for a, b in self.pairs)}. Train that pair (--pair) or pick another task.")
 
-# %% ../nbs/13_discogan.ipynb #c867a5fa
+# %% ../nbs/13_discogan.ipynb #7d15e265
 def bce(p:Tensor, target:float) -> Tensor:
     "BCE of probabilities `p` against a constant label; NaN in, NaN out (PyTorch's BCE raises on NaN; the NaN guard should see it)."
     if torch.isnan(p).any(): return p.mean()
@@ -132,7 +132,7 @@ def is_d_step(it:int, cfg) -> bool:
     "Official schedule: iteration `it` steps D when it % update_interval == 0, else G."
     return it % cfg.update_interval == 0
 
-# %% ../nbs/13_discogan.ipynb #47b0901b
+# %% ../nbs/13_discogan.ipynb #fd42c849
 @dataclass(frozen=True)
 class DiscoConfig:
     "Every setting of one DiscoGAN run (one learner trains all `pairs` of a dataset); presets `official`, `shapes`, `tiny`."
@@ -171,7 +171,7 @@ class DiscoConfig:
     save_every:int=10_000       # checkpoint every n iterations
     num_workers:int=0           # DataLoader workers
 
-# %% ../nbs/13_discogan.ipynb #defcb40f
+# %% ../nbs/13_discogan.ipynb #a3177eea
 ARCHS = ('discogan', 'recongan', 'gan')
 DISCO_PRESETS = ('official', 'shapes', 'tiny')
 
@@ -195,7 +195,7 @@ def _from_dict(cls, d:dict) -> DiscoConfig:
 
 DiscoConfig.replace, DiscoConfig.from_dict = _replace, classmethod(_from_dict)
 
-# %% ../nbs/13_discogan.ipynb #62de701e
+# %% ../nbs/13_discogan.ipynb #d34c8e56
 def _official(cls, **kw) -> DiscoConfig:
     "The official settings at 64 px (gender, as the FaceScrub task, on CelebA-HQ's female/male folders)."
     return cls(name='official').replace(**kw)
@@ -217,7 +217,7 @@ def get_disco_config(name:str, **kw) -> DiscoConfig:
     if name not in DISCO_PRESETS: raise ValueError(f"Unknown DiscoGAN preset {name!r}; choose one of {DISCO_PRESETS}")
     return getattr(DiscoConfig, name)(**kw)
 
-# %% ../nbs/13_discogan.ipynb #40f5cb2d
+# %% ../nbs/13_discogan.ipynb #7ad5e2a4
 def pair_list(cfg:DiscoConfig) -> list:
     "The (A, B) domain-index pairs a run trains: every unordered pair for 'all', else the ones named in `cfg.pairs`."
     K = cfg.num_domains
@@ -232,7 +232,7 @@ def pair_list(cfg:DiscoConfig) -> list:
         out.append((a, b))
     return out
 
-# %% ../nbs/13_discogan.ipynb #21a14fd7
+# %% ../nbs/13_discogan.ipynb #918164e5
 import contextlib
 
 @contextlib.contextmanager
@@ -264,7 +264,7 @@ def pair_losses(pair:DiscoPair, A:Tensor, B:Tensor, cfg, rate:float, d_step:bool
         if cfg.arch == 'discogan': loss = loss + adv_BA * (1 - rate) + rate * t['rec_B']
     return loss, {('D/' if k in 'AB' else 'G/') + k: v.item() for k, v in t.items()}
 
-# %% ../nbs/13_discogan.ipynb #20ee9250
+# %% ../nbs/13_discogan.ipynb #c9adeb40
 def make_disco_optims(nets:DiscoNets, cfg) -> dict:
     "Official optimisers: one Adam over every generator, one over every discriminator (lr 2e-4, betas (0.5, 0.999), wd 1e-5)."
     ps = lambda *names: [p for a, b in nets.pairs for n in names for p in getattr(nets.pair(a, b), n).parameters()]
@@ -289,7 +289,7 @@ def disco_iteration(nets:DiscoNets, optims:dict, cfg, xs, it:int, on_loss=None) 
     optims['discriminator' if d else 'generator'].step()
     return log
 
-# %% ../nbs/13_discogan.ipynb #ca68cffb
+# %% ../nbs/13_discogan.ipynb #8e532dd0
 class PairLoader:
     """Per-domain batches (x_0, ..., x_{K-1}), each (bs,3,S,S) in [-1,1]. Each pass shuffles every domain independently
     (unpaired, as the official loop) from the global torch RNG and lasts min(domain size) // bs batches."""
@@ -318,7 +318,7 @@ class PairLoader:
             yield tuple(torch.stack([self._img(int(i)) for i in p[k*self.bs:(k+1)*self.bs]]).to(self.device) for p in perms)
     def __repr__(self): return f"PairLoader(bs={self.bs} per domain, {len(self)} batches, {self.dataset})"
 
-# %% ../nbs/13_discogan.ipynb #be95f881
+# %% ../nbs/13_discogan.ipynb #9adcd113
 def disco_dls(cfg:DiscoConfig, root=None, device=None) -> DataLoaders:
     "Train: a `PairLoader` (one batch per domain, official shuffling); valid: the shared loader (fixed sample grids)."
     base = get_dls(cfg, root=root, device=device)
@@ -327,7 +327,7 @@ def disco_dls(cfg:DiscoConfig, root=None, device=None) -> DataLoaders:
     dls.domains = base.domains
     return dls
 
-# %% ../nbs/13_discogan.ipynb #0bf26f13
+# %% ../nbs/13_discogan.ipynb #9efb9635
 BN_MODES = ('batch', 'eval')
 BN_DEFAULT = 'eval'   # what DiscoTranslator uses unless told otherwise (see "BN at test time")
 
@@ -344,7 +344,7 @@ def bn_mode(m:nn.Module, mode:str):
         m.train(was)
         for b, t in zip(bns, tracked): b.track_running_stats = t
 
-# %% ../nbs/13_discogan.ipynb #a0846a2e
+# %% ../nbs/13_discogan.ipynb #5636cbf7
 class DiscoTranslator(Translator):
     "Every generator of a DiscoGAN run as one `Translator`: each (source, target) pair of a batch goes through its own G."
     pairwise = True
@@ -369,14 +369,14 @@ def _translate(self:DiscoTranslator, x_src:Tensor, y_src, y_trg, z=None, x_ref=N
     return out
 DiscoTranslator.translate = _translate
 
-# %% ../nbs/13_discogan.ipynb #56a41463
+# %% ../nbs/13_discogan.ipynb #7faa873f
 class DiscoTrainer(GANTrainer):
     "The official DiscoGAN iteration for every pair of the run, once per batch, with one Adam for all G and one for all D."
     def make_optims(self) -> dict: return make_disco_optims(self.learn.model, self.learn.cfg)
     def iteration(self, batch:tuple) -> dict:
         return disco_iteration(self.learn.model, self.optims, self.learn.cfg, batch, self.learn.train_iter, on_loss=self.hook('', {}))
 
-# %% ../nbs/13_discogan.ipynb #281ac65b
+# %% ../nbs/13_discogan.ipynb #be7e3426
 def disco_learner(dls, cfg:DiscoConfig, nets:DiscoNets|None=None, out_dir=None, cbs=None, verbose:bool=False,
                   bn:str|None=None) -> Learner:
     "A fastai `Learner` that trains every pair of `cfg` with `DiscoTrainer` and the shared callbacks (log, NaN guard, grids, checkpoints)."
@@ -385,7 +385,7 @@ def disco_learner(dls, cfg:DiscoConfig, nets:DiscoNets|None=None, out_dir=None, 
     learn.make_translator = lambda: DiscoTranslator(learn.model, learn.cfg, getattr(dls, 'domains', None), bn or BN_DEFAULT)
     return learn
 
-# %% ../nbs/13_discogan.ipynb #fc05ae4c
+# %% ../nbs/13_discogan.ipynb #b6c7de81
 def train_disco(cfg:DiscoConfig, out_dir, root=None, device=None, resume:bool=False, verbose:bool=True,
                 progress:bool|None=None, cbs=None) -> Learner:
     "Train every pair of `cfg` into `out_dir` up to `cfg.total_iters`, resumable; returns the learner."
@@ -407,24 +407,27 @@ def train_disco(cfg:DiscoConfig, out_dir, root=None, device=None, resume:bool=Fa
     if learn.nan_guard.message: raise TrainingStopped(learn.nan_guard.message)
     return learn
 
-# %% ../nbs/13_discogan.ipynb #26c98fa5
+# %% ../nbs/13_discogan.ipynb #6d559281
 def load_translator(path, device=None, bn:str|None=None) -> tuple:   # (DiscoConfig, DiscoTranslator)
-    "Open a DiscoGAN run (run folder, checkpoints folder or a `*_nets.ckpt`/`*_state.ckpt` file) as (config, translator)."
+    "Open a DiscoGAN run (run folder, checkpoints folder, a `*_nets.ckpt` or an exported folder) as (config, translator)."
     d = run_config(path)
     if d is None: raise FileNotFoundError(f"{path}: no config.json and no *_state.ckpt; is it a training run folder?")
     if d.get('model', 'stargan_v2') != 'discogan':
         raise ValueError(f"{path} is a {d.get('model', 'stargan_v2')!r} run, not a DiscoGAN run; open it with stargan_v2.translator.load_translator.")
     cfg = DiscoConfig.from_dict(d)
     p = Path(path)
-    f = p if p.is_file() and p.name.endswith('_nets.ckpt') else None
-    if f is None:
+    f = p if p.is_file() and p.name.endswith('nets.ckpt') else p/'nets.ckpt' if (p/'nets.ckpt').is_file() else None
+    if f is None:                                   # a training run: its latest checkpoint
         st = latest_state(p)
         if st is None: raise FileNotFoundError(f"no *_state.ckpt checkpoint in {p} or {p/'checkpoints'}")
         f = st.with_name(st.name.replace('_state.ckpt', '_nets.ckpt'))
     nets, sd = DiscoNets(cfg), safe_load(f)
     kids = dict(nets.named_children())
     if set(sd) != set(kids): raise CheckpointMismatch(f"{f} holds networks {sorted(sd)}, but its config describes {sorted(kids)}")
-    for k, m in kids.items(): m.load_state_dict(sd[k])
+    for k, m in kids.items():                      # every generator must be there; discriminators are optional
+        try: missing, extra = m.load_state_dict(sd[k], strict=False)
+        except RuntimeError as e: raise CheckpointMismatch(f"{f}: network '{k}' does not fit its config: {str(e).splitlines()[0]}") from None
+        if extra or any(n.startswith('G_') for n in missing): raise CheckpointMismatch(f"{f}: network '{k}' does not fit this config ({(extra or missing)[:3]} ...)")
     return cfg, DiscoTranslator(nets.to(default_device(device)), cfg, _domain_names(cfg), bn or BN_DEFAULT)
 
 def _domain_names(cfg) -> list|None:
@@ -432,7 +435,7 @@ def _domain_names(cfg) -> list|None:
     try: return domain_folders(data_root(cfg.data)/'train')
     except Exception: return None
 
-# %% ../nbs/13_discogan.ipynb #c2eeeef8
+# %% ../nbs/13_discogan.ipynb #55099cfb
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='stargan_v2 train --model discogan', description="Train DiscoGAN: two generators and "
                                 "two discriminators per pair of domains, every pair of the dataset in one run (or one --pair).")
@@ -459,7 +462,7 @@ def _coerce(cfg:DiscoConfig, kv:str) -> tuple:
     t = type(getattr(cfg, k))
     return k, (v.lower() in ('1', 'true', 'yes') if t is bool else t(v))
 
-# %% ../nbs/13_discogan.ipynb #8a8f382a
+# %% ../nbs/13_discogan.ipynb #b46e8c4b
 def _domain_index(name:str, names:list) -> int:
     if name in names: return names.index(name)
     if name.isdigit() and int(name) < len(names): return int(name)
@@ -495,7 +498,7 @@ def cli_train(argv:list) -> int:
           f"{learn.train_iter:06d}_nets.ckpt; samples: {out}/samples/; loss plot: {out}/losses.png", flush=True)
     return 0
 
-# %% ../nbs/13_discogan.ipynb #d5c9d325
+# %% ../nbs/13_discogan.ipynb #5f9d0d56
 def circ_corr(a, b) -> float:
     "Circular correlation (Jammalamadaka–SenGupta) of paired angles in degrees: ±1 for b = ±a + const, ≈0 if unrelated."
     a, b = np.radians(np.asarray(a, float)), np.radians(np.asarray(b, float))
@@ -513,7 +516,7 @@ def hue_bins_covered(hue, n_bins:int=12, min_frac:float|None=None) -> int:
     counts = np.bincount((h % 360 // (360 / n_bins)).astype(int), minlength=n_bins)
     return int((counts >= (0.5 / n_bins if min_frac is None else min_frac) * len(h)).sum())
 
-# %% ../nbs/13_discogan.ipynb #322bea47
+# %% ../nbs/13_discogan.ipynb #7d660b9c
 def hue_relation(tr, x_src:Tensor, y_src:int, y_trg:int, bs:int=100) -> pd.DataFrame:
     "Measured source and output fill hue (and output shape) of `tr` on one task: the Shapes analogue of the paper's angle plot."
     outs = torch.cat([tr.translate(x_src[i:i+bs], y_src, y_trg).cpu() for i in range(0, len(x_src), bs)])
@@ -525,7 +528,7 @@ def hue_summary(df:pd.DataFrame) -> dict:
     return {'hue_corr': circ_corr(df['hue_src'], df['hue_out']), 'bins_src': hue_bins_covered(df['hue_src']),
             'bins_out': hue_bins_covered(df['hue_out'])}
 
-# %% ../nbs/13_discogan.ipynb #7050ecaf
+# %% ../nbs/13_discogan.ipynb #274f7ac4
 def _nanmean(a) -> float:
     a = np.asarray(a, float); a = a[~np.isnan(a)]
     return float(a.mean()) if len(a) else float('nan')
@@ -559,3 +562,22 @@ def _has(tr, s:int, t:int) -> bool:
     if not isinstance(nets, DiscoNets): return True
     try: nets.generator(s, t); return True
     except KeyError: return False
+
+# %% ../nbs/13_discogan.ipynb #29c452c8
+def export_disco_trained(run_dir, dest, command:str, scores:dict, extra:dict|None=None) -> Path:
+    "Write a finished run's generators (fp32; D is not needed to translate), config and a manifest (command, commit, seed, scores, SHA-256) to `dest`."
+    import subprocess
+    from stargan_v2.core import file_sha256, atomic_save
+    run_dir, dest = Path(run_dir), Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    st = latest_state(run_dir)
+    sd = safe_load(st.with_name(st.name.replace('_state.ckpt', '_nets.ckpt')))
+    atomic_save({k: {n: v for n, v in d.items() if n.startswith('G_')} for k, d in sd.items()}, dest/'nets.ckpt')
+    (dest/'config.json').write_text((run_dir/'config.json').read_text())
+    for name, text in (extra or {}).items(): (dest/name).write_text(text)
+    try: commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+    except Exception: commit = None
+    cfg = json.loads((dest/'config.json').read_text())
+    files = {p.name: {'bytes': p.stat().st_size, 'sha256': file_sha256(p)} for p in sorted(dest.iterdir()) if p.name != 'manifest.json'}
+    m = dict(command=command, commit=commit, seed=cfg['seed'], iters=int(st.name.split('_')[0]), scores=scores, files=files)
+    (dest/'manifest.json').write_text(json.dumps(m, indent=1, default=float))
+    return dest/'manifest.json'
