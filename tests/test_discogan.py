@@ -92,7 +92,7 @@ def test_translator_picks_the_right_generator(tmp_path):
     with pytest.raises(KeyError, match='no generator for domain 1 -> 2'): nets.generator(1, 2)
 
 def test_smoke_training_cli_eval(tmp_path, capsys):
-    "`stargan_v2 train --model discogan` on one named pair, then the generic loader and the Shapes scores."
+    "`stargan_v2 train --model discogan` on one named pair, then the generic loader, the Shapes scores and `stargan_v2 eval`."
     from stargan_v2.cli import main
     assert main(['train', '--model', 'discogan', '--preset', 'tiny', '--pair', 'square', 'triangle', '--iters', '4',
                  '--set', 'sample_every=2', '--out', str(tmp_path), '--quiet']) == 0
@@ -102,3 +102,5 @@ def test_smoke_training_cli_eval(tmp_path, capsys):
     sc = disco_scores(tr, cfg.img_size, n_per_domain=4)
     assert set(sc['tasks']) == {'square2triangle', 'triangle2square'} and sc['diversity_l1'] == 0
     assert (tmp_path/'samples'/'000002_domains.png').exists()   # circles have no generator here: blank cells, no crash
+    assert main(['eval', '--checkpoint', str(tmp_path), '--fid', 'none', '--no-lpips', '--n-per-domain', '4']) == 0
+    assert json.loads((tmp_path/'eval'/'eval.json').read_text())['shapes/diversity_l1_latent'] == 0
