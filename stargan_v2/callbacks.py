@@ -192,7 +192,8 @@ def save_checkpoint(learn, ckpt_dir) -> Path:
     return atomic_save(state, ckpt_dir/f'{it:06d}_state.ckpt')
 
 # %% ../nbs/06_callbacks.ipynb #5fdf6c3a
-RESUME_FREE = ('name', 'total_iters', 'print_every', 'sample_every', 'save_every', 'num_workers', 'val_batch_size')
+RESUME_FREE = ('name', 'total_iters', 'print_every', 'sample_every', 'save_every', 'num_workers', 'val_batch_size',
+               'precision', 'compile', 'channels_last')   # speed settings (lesson 07b): same model, other kernels
 
 class ConfigMismatch(ValueError):
     "A checkpoint was made with a different configuration than the learner's."
