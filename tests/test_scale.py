@@ -55,6 +55,7 @@ def test_r1_uses_the_eager_discriminator_of_a_compiled_view():
     def spy(name, m): return lambda *a, **k: (calls.append(name), m(*a, **k))[1]
     view = SimpleNamespace(generator=nets.generator, mapping_network=nets.mapping_network, style_encoder=nets.style_encoder,
                            discriminator=spy('compiled', nets.discriminator), eager_discriminator=spy('eager', nets.discriminator), fan=None)
+    view.style = lambda y, z=None, x_ref=None: nets.mapping_network(z, y) if z is not None else nets.style_encoder(x_ref, y)
     d_loss(view, CFG, torch.randn(2, 3, 16, 16), torch.tensor([0, 1]), torch.tensor([1, 2]), z_trg=torch.randn(2, CFG.latent_dim))
     assert calls == ['eager', 'compiled']
 
