@@ -9,7 +9,7 @@ __all__ = ['PRECISIONS', 'PLAIN', 'ScaleError', 'resolve_precision', 'PlainSteps
            'init_distributed', 'sync_grads', 'broadcast_module', 'ShardedLoader', 'ScaleCallback', 'scale_learner',
            'init_from']
 
-# %% ../nbs/07b_scale.ipynb #42232d8e
+# %% ../nbs/07b_scale.ipynb #6cfca9a1
 import contextlib, copy, datetime, math, os, warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from .core import default_device, module_device
 from .models import NET_NAMES, Nets
 from .data import StarGANLoader, plan_train_batch
 
-# %% ../nbs/07b_scale.ipynb #fcbfacf8
+# %% ../nbs/07b_scale.ipynb #f5f70036
 class ScaleError(ValueError):
     "A speed setting that cannot work here (precision, batch split across processes); the message says what to change."
 
@@ -41,7 +41,7 @@ def resolve_precision(precision:str,  # 'auto', 'fp32', 'bf16' or 'fp16' (`Confi
         raise ScaleError(f"precision {precision!r} is supported on CUDA and CPU devices, not {dev.type}; use precision=fp32")
     return precision
 
-# %% ../nbs/07b_scale.ipynb #b899798e
+# %% ../nbs/07b_scale.ipynb #36f80a00
 class PlainSteps:
     "What `d_step`/`g_step` do without `ScaleCallback`: fp32, eager nets, one process."
     def autocast(self): return contextlib.nullcontext()
@@ -54,7 +54,7 @@ class PlainSteps:
 
 PLAIN = PlainSteps()
 
-# %% ../nbs/07b_scale.ipynb #3caf6101
+# %% ../nbs/07b_scale.ipynb #f55631dd
 class CompiledNets:
     "`torch.compile`d views of G, F, E, D (same parameters), plus `eager_discriminator` for R1's double backward."
     def __init__(self, nets:nn.Module, **compile_kw):
@@ -66,7 +66,7 @@ class CompiledNets:
     style, masks = Nets.style, Nets.masks   # Nets' helpers, running on the compiled F, E (and G's w_hpf, the FAN)
     def __getattr__(self, k): return getattr(self.__dict__['nets'], k)   # fan, latent_dim, ...
 
-# %% ../nbs/07b_scale.ipynb #aa00ebef
+# %% ../nbs/07b_scale.ipynb #ee424563
 @dataclass
 class DistInfo:
     "Where this process sits in a `torchrun` job."
@@ -108,7 +108,7 @@ def broadcast_module(m:nn.Module, src:int=0):
     "Copy rank `src`'s parameters and buffers to every process."
     for t in list(m.parameters()) + list(m.buffers()): dist.broadcast(t.data, src)
 
-# %% ../nbs/07b_scale.ipynb #f554607a
+# %% ../nbs/07b_scale.ipynb #08671b5e
 class _GenState:
     "A torch.Generator seen through `random.Random`'s getstate/setstate, so the trainer's exact-resume code saves it."
     def __init__(self, g:torch.Generator): self.g = g
@@ -132,7 +132,7 @@ class ShardedLoader(StarGANLoader):
             yield plan_train_batch(self.dataset, self.bs, self.latent_dim, self.gen)[self.rank*b:(self.rank+1)*b]
     def __repr__(self): return f"ShardedLoader(rank {self.rank}/{self.world}, {self.bs // self.world} of global batch {self.bs}, {len(self)} batches)"
 
-# %% ../nbs/07b_scale.ipynb #a742076f
+# %% ../nbs/07b_scale.ipynb #a66f975c
 def _seed_for(seed:int, rank:int, it:int) -> int:
     "The per-rank random stream of iteration `it`: a function of (seed, rank, it) only, so resumes are exact."
     return (seed * 1_000_003 + rank * 7_919 + it * 104_729) % (2**63 - 1)
@@ -164,7 +164,7 @@ class ScaleCallback(Callback):
     def after_batch(self):
         if self.precision == 'fp16': self.learn.loss_parts = {**self.learn.loss_parts, 'amp/skipped': float(self.skipped)}
 
-# %% ../nbs/07b_scale.ipynb #94c6fe1f
+# %% ../nbs/07b_scale.ipynb #01e526d8
 def _autocast(self:ScaleCallback):
     return torch.autocast(self.device_type, dtype=self.dtype) if self.dtype is not None else contextlib.nullcontext()
 
@@ -209,7 +209,7 @@ def _step(self:ScaleCallback, optims:dict, names, phase:str) -> bool:
 ScaleCallback.autocast, ScaleCallback.nets, ScaleCallback.reduce = _autocast, _nets, _reduce
 ScaleCallback.scaler, ScaleCallback.backward, ScaleCallback.step = _scaler, _backward, _step
 
-# %% ../nbs/07b_scale.ipynb #26c397be
+# %% ../nbs/07b_scale.ipynb #0c453305
 def _state_dict(self:ScaleCallback) -> dict:
     sc = {k: v.state_dict() for k, v in self.scalers.items()} | getattr(self, '_pending', {})
     return dict(scalers=sc, skipped=self.skipped, world=0 if self.dist is None else self.dist.world)
@@ -225,7 +225,7 @@ def _load_state_dict(self:ScaleCallback, sd:dict):
 
 ScaleCallback.state_dict, ScaleCallback.load_state_dict = _state_dict, _load_state_dict
 
-# %% ../nbs/07b_scale.ipynb #9d15075c
+# %% ../nbs/07b_scale.ipynb #5fecd961
 def scale_learner(learn, cfg, info:DistInfo|None=None, **kw):
     "Add a `ScaleCallback` for `cfg` (precision/compile/channels_last) and, under torchrun, the multi-process setup."
     prec = resolve_precision(getattr(cfg, 'precision', 'fp32'), module_device(learn.model))
@@ -241,7 +241,7 @@ def scale_learner(learn, cfg, info:DistInfo|None=None, **kw):
         if log is not None: log.log_file = log.plot_file = None; log.verbose = False
     return learn
 
-# %% ../nbs/07b_scale.ipynb #b037cc1b
+# %% ../nbs/07b_scale.ipynb #50869632
 def _find_init_files(path) -> tuple:
     "(nets file or None, nets_ema file or None) for `path`: 'afhq'/'celeba_hq', a run folder, a checkpoints folder or a file."
     from stargan_v2.checkpoints import latest_checkpoint
