@@ -98,7 +98,7 @@ CONFIG_RULES = {  # field -> (check, valid range in words)
     'randcrop_prob': (_num_in(0, 1), 'a number in [0, 1]'),
     'latent_dim': (_int_in(1), 'an integer ≥ 1'), 'style_dim': (_int_in(1), 'an integer ≥ 1'),
     'dim_in': (lambda v: v is None or _int_in(1)(v), 'None or an integer ≥ 1'), 'max_conv_dim': (_int_in(1), 'an integer ≥ 1'),
-    'hidden_dim': (_int_in(1), 'an integer ≥ 1'), 'w_hpf': (_num_in(0), 'a number ≥ 0'), 'g_bottleneck': (_pow2(1), 'a power of two ≥ 1'),
+    'hidden_dim': (_int_in(1), 'an integer ≥ 1'), 'w_hpf': (_num_in(0), 'a number ≥ 0'), 'g_bottleneck': (_pow2(2), 'a power of two ≥ 2'),
     **{k: (_num_in(0), 'a number ≥ 0') for k in ('lambda_reg', 'lambda_sty', 'lambda_ds', 'lambda_cyc', 'lambda_mis', 'lambda_cls',
                                                  'lambda_rec', 'lambda_gp', 'weight_decay')},
     'ds_iter': (_int_in(0), 'an integer ≥ 0'), 'total_iters': (_int_in(1), 'an integer ≥ 1'),
@@ -114,8 +114,9 @@ def check_config(cfg):
     "Refuse (ConfigError) any field of the dataclass `cfg` outside its valid range (`CONFIG_RULES`); return `cfg`."
     bad = [f"{f.name}={getattr(cfg, f.name)!r} (must be {CONFIG_RULES[f.name][1]})" for f in fields(cfg)
            if f.name in CONFIG_RULES and not CONFIG_RULES[f.name][0](getattr(cfg, f.name))]
-    g, s = getattr(cfg, 'g_bottleneck', None), getattr(cfg, 'img_size', None)
-    if not bad and g is not None and s is not None and g > s: bad.append(f"g_bottleneck={g} (must be at most img_size={s})")
+    g, s, w = getattr(cfg, 'g_bottleneck', None), getattr(cfg, 'img_size', None), getattr(cfg, 'w_hpf', 0) or 0
+    if not bad and g is not None and s is not None and g > s * (2 if w > 0 else 1):
+        bad.append(f"g_bottleneck={g} (must be at most img_size={s}{', or 2·img_size with w_hpf > 0' if w > 0 else ''})")
     if bad: raise ConfigError(f"invalid setting{'s' if len(bad) > 1 else ''}: " + '; '.join(bad) + '.')
     return cfg
 

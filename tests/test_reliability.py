@@ -114,12 +114,12 @@ def test_training_batches_survive_bad_files(tmp_path):
     from stargan_v2.core import Config
     from stargan_v2.data import get_dls
     _dataset(tmp_path)
-    cfg = Config.tiny(num_domains=2, img_size=8, batch_size=16)
+    cfg = Config.tiny(num_domains=2, img_size=16, batch_size=16)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         dls = get_dls(cfg, root=tmp_path, device='cpu', num_workers=0)
         for _ in range(3): b = dls.one_batch()
-    assert torch.isfinite(b[0]).all() and b[0].shape == (16, 3, 8, 8)
+    assert torch.isfinite(b[0]).all() and b[0].shape == (16, 3, 16, 16)
 
 
 def test_data_check_reports_what_training_does(tmp_path):
@@ -146,3 +146,131 @@ def test_explorer_upload_uses_the_same_reader(tmp_path):
     assert from_png(buf.getvalue()).min() == 255
     buf = io.BytesIO(); Image.new('LA', (8, 8), (0, 0)).save(buf, format='PNG')
     assert float(image_from_bytes(buf.getvalue(), 4).min()) == 1.0            # an upload: alpha over white too
+
+
+# ---------------------------------------------------------------------------------------------------- checkpoint files
+def _files(tmp_path):
+    torch.save({'generator': {'w': torch.randn(64, 64)}}, tmp_path/'good.ckpt')
+    b = (tmp_path/'good.ckpt').read_bytes()
+    (tmp_path/'page.ckpt').write_text('<!DOCTYPE html>\n<html><head><title>Dropbox - Error</title></head><body>429</body></html>')
+    Image.new('RGB', (4, 4)).save(tmp_path/'img.ckpt', format='PNG')
+    (tmp_path/'cut.ckpt').write_bytes(b[:len(b) // 2]); (tmp_path/'head.ckpt').write_bytes(b[:100])
+    (tmp_path/'empty.ckpt').write_bytes(b''); (tmp_path/'noise.ckpt').write_bytes(np.random.default_rng(0).bytes(4000))
+    torch.save({'w': torch.ones(3)}, tmp_path/'legacy.ckpt', _use_new_zipfile_serialization=False)
+    lb = (tmp_path/'legacy.ckpt').read_bytes(); (tmp_path/'lcut.ckpt').write_bytes(lb[:-20])
+    class Evil:
+        def __reduce__(self): return (os.system, (f'touch {tmp_path}/PWNED',))
+    torch.save({'generator': Evil()}, tmp_path/'evil.ckpt')
+
+
+@pytest.mark.parametrize('name,kind,says', [
+    ('page', 'NotACheckpointError', 'HTML page'), ('img', 'NotACheckpointError', 'PNG image'),
+    ('noise', 'NotACheckpointError', 'not a checkpoint'), ('cut', 'TruncatedCheckpointError', 'previous checkpoint'),
+    ('head', 'TruncatedCheckpointError', 'truncated'), ('empty', 'TruncatedCheckpointError', 'empty'),
+    ('lcut', 'TruncatedCheckpointError', 'truncated'), ('evil', 'UnsafeCheckpointError', 'refused to load')])
+def test_broken_checkpoints_are_told_apart_from_unsafe_ones(tmp_path, name, kind, says):
+    from stargan_v2 import checkpoints as C
+    _files(tmp_path)
+    with pytest.raises(C.CheckpointError) as e: C.safe_load(tmp_path/f'{name}.ckpt')
+    msg = str(e.value)
+    assert type(e.value).__name__ == kind and says in msg and f'{name}.ckpt' in msg      # the file is named
+    assert 'weights_only' not in msg and 'weights_only=False' not in msg                 # PyTorch's advice is never quoted
+    assert len(msg.splitlines()) == 1
+    assert not (tmp_path/'PWNED').exists()
+    assert isinstance(e.value, C.CheckpointIntegrityError) == (kind != 'UnsafeCheckpointError')
+    assert C.safe_load(tmp_path/'good.ckpt')['generator']['w'].shape == (64, 64)
+    assert C.safe_load(tmp_path/'legacy.ckpt')['w'].sum() == 3
+
+
+def _tiny_run_dir(tmp_path, nan=False):
+    from dataclasses import asdict
+    import json
+    from stargan_v2.core import Config
+    from stargan_v2.models import build_nets, ema_copy
+    from stargan_v2.checkpoints import save_nets
+    cfg = Config.tiny()
+    nets = ema_copy(build_nets(cfg))
+    if nan:
+        with torch.no_grad(): next(nets.generator.parameters())[..., 0] = float('nan')
+    run = tmp_path/'run'; (run/'checkpoints').mkdir(parents=True)
+    (run/'config.json').write_text(json.dumps(asdict(cfg)))
+    save_nets(nets, run/'checkpoints'/'000010_nets_ema.ckpt')
+    return run
+
+
+def test_nan_weights_are_refused_for_sampling_and_evaluation(tmp_path):
+    from stargan_v2.checkpoints import load_nets_ema, NonFiniteCheckpointError, load_translator
+    with pytest.raises(NonFiniteCheckpointError, match='000010_nets_ema.ckpt has non-finite'): load_nets_ema(_tiny_run_dir(tmp_path, nan=True))
+    with pytest.raises(NonFiniteCheckpointError): load_translator(tmp_path/'run')
+    load_nets_ema(_tiny_run_dir(tmp_path/'ok'))                                            # finite: fine
+
+
+def test_optimiser_or_state_file_passed_as_networks(tmp_path):
+    from stargan_v2.checkpoints import load_nets, save_optims, CheckpointMismatch
+    from stargan_v2.core import Config
+    from stargan_v2.models import build_nets
+    nets = build_nets(Config.tiny())
+    save_optims({'generator': torch.optim.Adam(nets.generator.parameters())}, tmp_path/'000010_optims.ckpt')
+    with pytest.raises(CheckpointMismatch, match='optimiser-state file'): load_nets(tmp_path/'000010_optims.ckpt', nets)
+    torch.save({'config': {}, 'iter': 3, 'callbacks': {}}, tmp_path/'000010_state.ckpt')
+    with pytest.raises(CheckpointMismatch, match='resume-state file'): load_nets(tmp_path/'000010_state.ckpt', nets)
+
+
+# ---------------------------------------------------------------------------------------------------- settings
+@pytest.mark.parametrize('kw,says', [(dict(batch_size=0), 'batch_size=0 (must be an integer ≥ 1)'),
+                                     (dict(save_every=0), 'save_every=0 (must be an integer ≥ 1)'),
+                                     (dict(img_size=48), 'img_size=48 (must be a power of two'),
+                                     (dict(lr=-1e-4), 'lr=-0.0001 (must be a finite number > 0)'),
+                                     (dict(lr=float('inf')), 'lr=inf'), (dict(total_iters=0), 'total_iters=0'),
+                                     (dict(sample_every=-1), 'sample_every=-1'), (dict(print_every=0), 'print_every=0'),
+                                     (dict(beta2=1.0), 'beta2=1.0 (must be a number in [0, 1))'), (dict(num_workers=-1), 'num_workers=-1'),
+                                     (dict(val_batch_size=0), 'val_batch_size=0'), (dict(ema_beta=2), 'ema_beta=2')])
+def test_config_validated_at_the_boundary(kw, says):
+    from stargan_v2.core import Config, ConfigError
+    with pytest.raises(ConfigError) as e: Config.tiny(**kw)
+    assert says in str(e.value)
+    with pytest.raises(ConfigError): Config.shapes().replace(**kw)
+    from dataclasses import asdict
+    with pytest.raises(ConfigError): Config.from_dict({**asdict(Config.tiny()), **kw})
+
+
+def test_missing_gpu_is_a_config_error():
+    from stargan_v2.core import default_device, ConfigError
+    if torch.cuda.is_available(): pytest.skip('this machine has a GPU')
+    with pytest.raises(ConfigError, match='no CUDA GPU'): default_device('cuda')
+
+
+# ---------------------------------------------------------------------------------------------------- downloads, saves
+def test_download_refuses_html_and_short_files(tmp_path):
+    from stargan_v2.core import download_url, DownloadError
+    page = tmp_path/'quota.html'; page.write_text('<html><body>This account is over its download quota</body></html>')
+    with pytest.raises(DownloadError, match='HTML page'): download_url(page.as_uri(), tmp_path/'x.ckpt', progress=False)
+    assert not (tmp_path/'x.ckpt').exists() and not (tmp_path/'x.ckpt.part').exists()
+    blob = tmp_path/'blob'; blob.write_bytes(b'\0' * 500)
+    with pytest.raises(DownloadError, match='at least 1,000'): download_url(blob.as_uri(), tmp_path/'y.ckpt', min_size=1000, progress=False)
+    with pytest.raises(DownloadError, match='expected 501'): download_url(blob.as_uri(), tmp_path/'z.ckpt', size=501, progress=False)
+    assert download_url(blob.as_uri(), tmp_path/'w.ckpt', size=500, progress=False).stat().st_size == 500
+
+
+def test_every_published_file_carries_a_check():
+    from stargan_v2.pretrained import PRETRAINED, PRETRAINED_CHECKS
+    from stargan_v2.metrics import INCEPTION_WEIGHTS
+    from stargan_v2.data import DATASETS, DATASET_MIN_SIZE
+    from stargan_v2.fan import WING_MIN_SIZE
+    assert set(PRETRAINED) == set(PRETRAINED_CHECKS) and all(PRETRAINED_CHECKS[k] for k in PRETRAINED)
+    assert all(sha for _, sha in INCEPTION_WEIGHTS.values()) and DATASETS and DATASET_MIN_SIZE >= 10**8 and WING_MIN_SIZE > 10**7
+    assert all(u.startswith('https://') for u, _ in PRETRAINED.values())                   # the real URLs are kept
+
+
+def test_atomic_save_full_disk_and_orphans(tmp_path, monkeypatch):
+    from stargan_v2 import core
+    core.atomic_save({'w': torch.ones(2)}, tmp_path/'a.ckpt')
+    def full(obj, f, *a, **k): f.write(b'partial'); raise RuntimeError('[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file data/0: file write failed')
+    monkeypatch.setattr(core.torch, 'save', full)
+    with pytest.raises(core.DiskFullError, match='No space left.*a.ckpt.*intact'): core.atomic_save({'w': torch.zeros(2)}, tmp_path/'a.ckpt')
+    monkeypatch.undo()
+    assert torch.load(tmp_path/'a.ckpt', weights_only=True)['w'].sum() == 2                 # the old file is intact
+    assert [f.name for f in tmp_path.iterdir()] == ['a.ckpt']                                # no temp file left
+    dead = int(subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True).stdout)
+    (tmp_path/f'.b.ckpt.tmp{dead}').write_bytes(b'x')
+    assert [f.name for f in core.remove_orphan_temps(tmp_path)] == [f'.b.ckpt.tmp{dead}']
