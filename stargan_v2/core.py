@@ -8,7 +8,8 @@ Docs: https://github.com/stargan-v2-course/stargan_v2/core.html.md"""
 __all__ = ['CONFIG_RULES', 'PRESETS', 'Config', 'StarGANError', 'ConfigError', 'check_config', 'get_config', 'config_diff',
            'set_seed', 'rng_state', 'set_rng_state', 'norm', 'denorm', 'to_uint8', 'show_grid', 'translation_grid',
            'count_params', 'default_device', 'module_device', 'cache_dir', 'direct_url', 'file_sha256', 'DownloadError',
-           'looks_like_html', 'download_url', 'DiskFullError', 'remove_orphan_temps', 'atomic_save']
+           'looks_like_html', 'download_url', 'DiskFullError', 'remove_orphan_temps', 'atomic_save',
+           'FolderLockedError', 'run_lock', 'UsageError', 'run_command']
 
 # %% ../nbs/00_core.ipynb #cda387e1
 import dataclasses, errno, functools, hashlib, math, os, random, shutil, sys, urllib.error, urllib.request
@@ -410,3 +411,70 @@ def atomic_save(obj, path):
     finally:
         if tmp.exists(): tmp.unlink()
     return path
+
+# %% ../nbs/00_core.ipynb #a21658e9
+class FolderLockedError(StarGANError):
+    "Another live process holds the output folder's lock."
+
+class run_lock:
+    "Context manager: an exclusive, crash-safe lock on `folder/.lock` (another live run -> `FolderLockedError`)."
+    def __init__(self, folder): self.folder, self.f = Path(folder), None
+    @property
+    def path(self) -> Path: return self.folder/'.lock'
+    def _refuse(self, pid):
+        raise FolderLockedError(f"{self.folder} is in use by another training run (PID {pid or '?'}); wait for it to finish, "
+                                f"or choose another output folder. (If no such process exists, delete {self.path}.)")
+    def __enter__(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try: import fcntl
+        except ImportError: fcntl = None
+        if fcntl is None: return self._enter_pidfile()
+        self.f = open(self.path, 'a+')
+        try: fcntl.flock(self.f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.f.seek(0); pid = self.f.read().strip(); self.f.close(); self.f = None
+            self._refuse(pid)
+        self.f.seek(0); self.f.truncate(); self.f.write(str(os.getpid())); self.f.flush()
+        return self
+    def _enter_pidfile(self):
+        for _ in range(3):
+            try: fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pid = self.path.read_text().strip() if self.path.exists() else ''
+                if pid.isdigit() and _pid_alive(int(pid)): self._refuse(pid)
+                try: os.rename(self.path, self.path.with_name(f'.lock.stale{os.getpid()}')); os.unlink(self.path.with_name(f'.lock.stale{os.getpid()}'))
+                except FileNotFoundError: pass
+                continue
+            os.write(fd, str(os.getpid()).encode()); os.close(fd); self._pidfile = True
+            return self
+        self._refuse(None)
+    def __exit__(self, *exc):
+        if self.f is not None:
+            try: self.path.unlink()
+            except OSError: pass
+            self.f.close(); self.f = None   # closing releases the flock
+        elif getattr(self, '_pidfile', False):
+            try: self.path.unlink()
+            except OSError: pass
+        return False
+
+# %% ../nbs/00_core.ipynb #6694b9d7
+class UsageError(StarGANError):
+    "The command line itself is wrong (e.g. a `--set` value of the wrong type): exit code 2."
+
+def run_command(prog:str, fn, debug:bool=False) -> int:
+    "Run `fn()` (a subcommand) with the one error path of the CLI: returns the exit code."
+    try: rc = fn()
+    except KeyboardInterrupt:
+        if debug: raise
+        print(f"\n{prog}: interrupted (Ctrl-C).", file=sys.stderr); return 130
+    except SystemExit as e:
+        if isinstance(e.code, str): print(f"{prog}: {e.code}", file=sys.stderr); return 2
+        return 0 if e.code is None else int(e.code)
+    except (StarGANError, OSError) as e:
+        if debug: raise
+        msg = str(e) if str(e) else type(e).__name__
+        if isinstance(e, OSError) and not isinstance(e, StarGANError) and e.filename and str(e.filename) not in msg: msg += f" ({e.filename})"
+        print(f"{prog}: {msg}", file=sys.stderr)
+        return 2 if isinstance(e, UsageError) else 1
+    return 0 if rc is None else int(rc)

@@ -20,13 +20,13 @@ from torch import Tensor
 import torchvision.transforms.functional as TF
 from PIL import Image, UnidentifiedImageError
 from fastai.data.core import DataLoaders
-from .core import Config, cache_dir, default_device, download_url, DownloadError
+from .core import Config, cache_dir, default_device, download_url, DownloadError, StarGANError
 from .shapes import make_shapes, shapes_path
 
 # %% ../nbs/04a_data.ipynb #93838fc0
 IMG_EXTS = ('.png', '.jpg', '.jpeg')
 
-class DataError(ValueError):
+class DataError(StarGANError, ValueError):
     "A dataset folder is not laid out as `root/{train,val}/<domain>/*.png|jpg`; the message says what to fix."
 
 def _visible(p:Path, folder:Path) -> bool: return not any(q.startswith('.') for q in p.relative_to(folder).parts)

@@ -19,7 +19,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 from fastai.learner import Learner
-from .core import Config, get_config, set_seed, show_grid, default_device, module_device, PRESETS, DownloadError
+from .core import (Config, get_config, set_seed, show_grid, default_device, module_device, PRESETS, DownloadError,
+                             StarGANError, ConfigError, UsageError, run_lock)
 from .models import build_nets, ema_copy, Nets
 from .losses import d_loss, g_loss, ds_weight
 from .data import get_dls, fixed_batch, data_root, DataError
@@ -67,7 +68,7 @@ def stargan_learner(dls,                     # fastai DataLoaders from `get_dls`
     return learn
 
 # %% ../nbs/07_learner.ipynb #62835a99
-class TrainingStopped(RuntimeError):
+class TrainingStopped(StarGANError, RuntimeError):
     "Training stopped before the requested iteration (NaN guard)."
 
 def train(cfg:Config,            # the run's configuration (cfg.total_iters is the final iteration)
@@ -81,21 +82,27 @@ def train(cfg:Config,            # the run's configuration (cfg.total_iters is t
          ) -> Learner:
     "Train StarGAN v2 into `out_dir` up to `cfg.total_iters`, resumable; returns the learner."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    last = latest_state(out)
-    if last is not None and not resume:
-        raise FileExistsError(f"{out} already holds checkpoints (latest {last.name}). Pass resume=True (--resume) to "
-                              "continue that run, or choose another output folder.")
-    set_seed(cfg.seed)
-    dls = get_dls(cfg, root=root, device=device)
-    fan = _load_fan() if cfg.w_hpf > 0 else None
-    learn = stargan_learner(dls, cfg, out_dir=out, cbs=cbs, fan=fan, verbose=verbose)
-    if resume and last is not None:
-        it = load_checkpoint(learn, last)
-        learn.loss_log.write(f"resumed from {last} at iteration {it}")
-    (out/'config.json').write_text(json.dumps(asdict(cfg), indent=1))
-    _fit(learn, cfg.total_iters - learn.train_iter, progress)
-    if learn.nan_guard.message: raise TrainingStopped(learn.nan_guard.message)
-    return learn
+    with run_lock(out):   # one live run per output folder; a killed run's lock does not block (lesson 00)
+        last = latest_state(out)
+        if last is not None and not resume:
+            raise FileExistsError(f"{out} already holds checkpoints (latest {last.name}). Pass resume=True (--resume) to "
+                                  "continue that run, or choose another output folder.")
+        set_seed(cfg.seed)
+        dls = get_dls(cfg, root=root, device=device)
+        fan = _load_fan() if cfg.w_hpf > 0 else None
+        learn = stargan_learner(dls, cfg, out_dir=out, cbs=cbs, fan=fan, verbose=verbose)
+        if resume and last is not None:
+            it = load_checkpoint(learn, out)   # the newest complete, finite checkpoint (it says when it skips one)
+            learn.loss_log.write(f"resumed from {out/'checkpoints'}/{it:06d}_state.ckpt at iteration {it}")
+            if cfg.total_iters < it:
+                raise ConfigError(f"total_iters={cfg.total_iters} (--iters) is below the {it} iterations {out} already has; pass a larger "
+                                  "value to extend the run, or train into another output folder.")
+        (out/'config.json').write_text(json.dumps(asdict(cfg), indent=1))
+        if cfg.total_iters > learn.train_iter: _fit(learn, cfg.total_iters - learn.train_iter, progress)
+        else: learn.loss_log.write(f"nothing to train: {out} is already at iteration {learn.train_iter} = total_iters")
+        learn.interrupted = bool(getattr(getattr(learn, 'checkpoint', None), 'stop_requested', False))   # Ctrl-C
+        if learn.nan_guard.message: raise TrainingStopped(learn.nan_guard.message)
+        return learn
 
 def _fit(learn:Learner, n:int, progress:bool|None):
     if progress is None: progress = sys.stdout.isatty() or 'ipykernel' in sys.modules
@@ -135,10 +142,13 @@ def _coerce(cfg:Config, kv:str) -> tuple:
     cur = getattr(cfg, k)
     if v.lower() == 'none': return k, None
     t = type(cur) if cur is not None else (int if k == 'dim_in' else str)
-    return k, (v.lower() in ('1', 'true', 'yes') if t is bool else t(v))
+    try: return k, (v.lower() in ('1', 'true', 'yes') if t is bool else t(v))
+    except ValueError: raise UsageError(f"--set {k}={v}: {k} takes {'an integer' if t is int else 'a number' if t is float else t.__name__} "
+                                        f"(it is {cur!r} now)") from None
 
 def config_from_args(a) -> Config:
     "The `Config` described by parsed `stargan_v2 train` arguments."
+    if a.iters is not None and a.iters < 1: raise UsageError(f"--iters {a.iters}: the number of iterations must be at least 1")
     cfg = get_config(a.preset)
     kw = dict(_coerce(cfg, kv) for kv in a.set)
     for k, v in (('total_iters', a.iters), ('batch_size', a.batch_size), ('seed', a.seed), ('num_workers', a.workers)):
@@ -146,18 +156,33 @@ def config_from_args(a) -> Config:
     if a.iters is not None and 'ds_iter' not in kw: kw['ds_iter'] = a.iters if cfg.ds_iter == cfg.total_iters else cfg.ds_iter
     return cfg.replace(**kw)
 
+def _resume_config(a, out:Path) -> Config:
+    "`--resume`: the run's own config (its config.json, else its newest state) with only what was given explicitly changed (`--iters N` extends it)."
+    from stargan_v2.translator import run_config
+    if a.iters is not None and a.iters < 1: raise UsageError(f"--iters {a.iters}: the number of iterations must be at least 1")
+    if latest_state(out) is None:
+        raise FileNotFoundError(f"--resume: {out} has no checkpoint to resume from (no *_state.ckpt in {out/'checkpoints'}). "
+                                "Check --out, or start a new run without --resume.")
+    saved = Config.from_dict(run_config(out))
+    kw = dict(_coerce(saved, kv) for kv in a.set)
+    for k, v in (('total_iters', a.iters), ('batch_size', a.batch_size), ('seed', a.seed), ('num_workers', a.workers)):
+        if v is not None: kw[k] = v
+    return saved.replace(**kw)
+
 def cli_train(argv:list) -> int:
-    "`stargan_v2 train [--preset shapes] [--out DIR] [--iters N] [--resume] ...`"
+    "`stargan_v2 train [--preset shapes] [--out DIR] [--iters N] [--resume] ...`; errors go to the CLI's one error path (`core.run_command`)."
     a = _parser().parse_args(argv)
-    cfg = config_from_args(a)
-    if a.threads: torch.set_num_threads(a.threads)
     out = Path(a.out or Path('runs')/a.preset)
+    cfg = _resume_config(a, out) if a.resume else config_from_args(a)
+    if a.threads: torch.set_num_threads(a.threads)
     print(f"stargan_v2 train: preset {a.preset}, {cfg.total_iters} iterations, batch {cfg.batch_size}, "
           f"{cfg.img_size}px -> {out}", flush=True)
     t0 = time.time()
-    try: learn = train(cfg, out, root=a.root, device=a.device, resume=a.resume, verbose=not a.quiet)
-    except (FileExistsError, FileNotFoundError, ConfigMismatch, TrainingStopped, DataError, DownloadError) as e:
-        print(f"stargan_v2 train: {e}", file=sys.stderr); return 1
+    learn = train(cfg, out, root=a.root, device=a.device, resume=a.resume, verbose=not a.quiet)
+    if learn.interrupted:
+        print(f"stargan_v2 train: interrupted at iteration {learn.train_iter}; its checkpoint is saved. Continue with the same "
+              f"command and --resume.", file=sys.stderr, flush=True)
+        return 130
     print(f"done: iteration {learn.train_iter} in {time.time() - t0:.0f} s. EMA weights: "
           f"{out}/checkpoints/{learn.train_iter:06d}_nets_ema.ckpt; samples: {out}/samples/; loss plot: {out}/losses.png", flush=True)
     return 0

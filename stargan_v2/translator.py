@@ -138,8 +138,13 @@ def run_config(path) -> dict|None:
     return None
 
 def load_translator(path, device=None) -> tuple:   # (cfg, Translator)
-    "Open a trained run of any method (run folder, checkpoints folder or checkpoint file) as (config, Translator)."
+    "Open a trained run of any method (run folder, checkpoints folder or checkpoint file) as (config, Translator); NaN weights are refused."
+    from stargan_v2.core import ConfigError
+    from stargan_v2.checkpoints import check_finite
+    if not Path(path).exists(): raise FileNotFoundError(f"{path} does not exist: pass a run folder, its checkpoints/ folder or a checkpoint file")
     d = run_config(path) or {}
     model = d.get('model', 'stargan_v2')
-    if model not in METHODS: raise ValueError(f"{path} was made by method {model!r}, which this version does not know; known: {sorted(METHODS)}")
-    return importlib.import_module(METHODS[model]).load_translator(path, device=device)
+    if model not in METHODS: raise ConfigError(f"{path} was made by method {model!r}, which this version does not know; known: {sorted(METHODS)}")
+    cfg, tr = importlib.import_module(METHODS[model]).load_translator(path, device=device)
+    for m in tr.modules(): check_finite(m, f"the networks of {path}")   # any method: a diverged run is not scored or sampled
+    return cfg, tr
