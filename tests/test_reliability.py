@@ -274,3 +274,18 @@ def test_atomic_save_full_disk_and_orphans(tmp_path, monkeypatch):
     dead = int(subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True).stdout)
     (tmp_path/f'.b.ckpt.tmp{dead}').write_bytes(b'x')
     assert [f.name for f in core.remove_orphan_temps(tmp_path)] == [f'.b.ckpt.tmp{dead}']
+
+
+def test_links_are_treated_alike_everywhere(tmp_path):
+    "A broken link is invisible to training, evaluation and data check alike; a good link is an ordinary file."
+    from stargan_v2.data import DomainFolder, check_dataset
+    from stargan_v2.metrics import list_images
+    _dataset(tmp_path, zoo=False)
+    d = tmp_path/'train'/'a'
+    (d/'broken.png').symlink_to(tmp_path/'nowhere.png')
+    (d/'alias.png').symlink_to(d/'0.png')
+    names = lambda fs: sorted(f.name for f in fs)
+    ds = DomainFolder(tmp_path, 'train', 8)
+    assert names(ds.files[:ds.counts[0]]) == names(list_images(d)) == ['0.png', '1.png', 'alias.png']
+    rep = check_dataset(tmp_path)
+    assert rep.counts['train']['a'] == 3 and not rep.skipped
