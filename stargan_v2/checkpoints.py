@@ -90,13 +90,24 @@ def safe_load(path, map_location='cpu'):
         msg = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
         raise _integrity('truncated', path, f"it ends early or is damaged ({msg})") from None
 
-def nonfinite_entries(obj, prefix:str='') -> list:
-    "Names of the floating-point tensors in a (nested) dict/list that hold NaN or ±inf."
+def _float_tensors(obj, prefix:str=''):
+    "(name, tensor) for every floating-point tensor in a (nested) dict/list."
     if isinstance(obj, torch.Tensor):
-        return [prefix or 'tensor'] if obj.is_floating_point() and obj.device.type != 'meta' and not torch.isfinite(obj).all() else []
-    if isinstance(obj, dict): return [n for k, v in obj.items() for n in nonfinite_entries(v, f'{prefix}.{k}' if prefix else str(k))]
-    if isinstance(obj, (list, tuple)): return [n for i, v in enumerate(obj) for n in nonfinite_entries(v, f'{prefix}[{i}]')]
-    return []
+        if obj.is_floating_point() and obj.device.type != 'meta' and obj.numel(): yield prefix or 'tensor', obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items(): yield from _float_tensors(v, f'{prefix}.{k}' if prefix else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj): yield from _float_tensors(v, f'{prefix}[{i}]')
+
+def nonfinite_entries(obj) -> list:
+    "Names of the floating-point tensors in a (nested) dict/list that hold NaN or ±inf."
+    items = list(_float_tensors(obj))
+    if not items: return []
+    # fast screen: a sum is NaN/inf iff an element is (or, rarely, on overflow: confirmed below); one sync per device
+    sums = {}
+    for i, (_, t) in enumerate(items): sums.setdefault(t.device, []).append((i, t.sum()))
+    suspect = [i for dev, v in sums.items() for i, ok in zip([i for i, _ in v], torch.isfinite(torch.stack([s.float() for _, s in v])).tolist()) if not ok]
+    return [items[i][0] for i in suspect if not bool(torch.isfinite(items[i][1]).all())]
 
 def check_finite(obj, src:str='the weights'):
     "Raise `NonFiniteCheckpointError` if any floating-point tensor in `obj` (a state dict, nested dicts, a module) is NaN/inf."

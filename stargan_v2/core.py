@@ -429,11 +429,20 @@ class run_lock:
         try: import fcntl
         except ImportError: fcntl = None
         if fcntl is None: return self._enter_pidfile()
-        self.f = open(self.path, 'a+')
-        try: fcntl.flock(self.f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.f.seek(0); pid = self.f.read().strip(); self.f.close(); self.f = None
-            self._refuse(pid)
+        for _ in range(5):
+            self.f = open(self.path, 'a+')
+            try: fcntl.flock(self.f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:                       # held by a live process
+                self.f.seek(0); pid = self.f.read().strip(); self.f.close(); self.f = None
+                self._refuse(pid)
+            except OSError:                               # no flock on this file system (some network/FUSE mounts)
+                self.f.close(); self.f = None
+                return self._enter_pidfile()
+            try: same = os.fstat(self.f.fileno()).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError: same = False
+            if same: break                                # not a file that its last holder unlinked meanwhile
+            self.f.close(); self.f = None
+        else: self._refuse(None)
         self.f.seek(0); self.f.truncate(); self.f.write(str(os.getpid())); self.f.flush()
         return self
     def _enter_pidfile(self):

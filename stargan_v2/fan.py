@@ -6,7 +6,7 @@ Docs: https://github.com/stargan-v2-course/stargan_v2/fan.html.md"""
 
 # %% auto #0
 __all__ = ['HEATMAP_GROUPS', 'WING_URL', 'WING_MIN_SIZE', 'coord_channels', 'CoordConv', 'ConvBlock', 'HourGlass', 'FAN',
-           'shift_rows', 'preprocess_heatmaps', 'fan_state_dict', 'load_fan']
+           'shift_rows', 'preprocess_heatmaps', 'FANCheckpointError', 'fan_state_dict', 'load_fan']
 
 # %% ../nbs/02b_fan.ipynb #7fbaacff
 import warnings
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import cache_dir, download_url
+from .core import cache_dir, download_url, StarGANError
 
 # %% ../nbs/02b_fan.ipynb #855ca327
 def coord_channels(h:int, w:int, device=None, dtype=torch.float32) -> Tensor: # (3,h,w): row, column, radius
@@ -152,17 +152,20 @@ FAN.get_heatmap = _get_heatmap
 WING_URL = 'https://www.dropbox.com/s/tjxpypwpt38926e/wing.ckpt?dl=0'
 WING_MIN_SIZE = 25_000_000   # the FAN's fp32 tensors take 25.4 MB: a smaller download is truncated (or an HTML page)
 
+class FANCheckpointError(StarGANError, ValueError):
+    "A file given as wing.ckpt does not hold the FAN's weights."
+
 def fan_state_dict(obj:dict, fan:nn.Module) -> dict:
     "The FAN weights inside a loaded `wing.ckpt` (or a bare state dict), `module.` stripped, filtered to `fan`'s keys."
     sd = obj.get('state_dict', obj) if isinstance(obj, dict) else None
-    if not isinstance(sd, dict): raise ValueError(f"expected a dict with a 'state_dict' entry, got {type(obj).__name__}")
+    if not isinstance(sd, dict): raise FANCheckpointError(f"expected a dict with a 'state_dict' entry, got {type(obj).__name__}")
     sd = {(k[7:] if k.startswith('module.') else k): v for k, v in sd.items()}
     own = fan.state_dict()
     bad = [f"{k}: file {tuple(v.shape)} vs FAN {tuple(own[k].shape)}" for k, v in sd.items()
            if k in own and hasattr(v, 'shape') and v.shape != own[k].shape]
-    if bad: raise ValueError("wing checkpoint does not fit the FAN; shape mismatches:\n  " + "\n  ".join(bad[:10]))
+    if bad: raise FANCheckpointError("wing checkpoint does not fit the FAN; shape mismatches:\n  " + "\n  ".join(bad[:10]))
     kept = {k: v for k, v in sd.items() if k in own}
-    if not kept: raise ValueError(f"no FAN key found in the checkpoint (it has e.g. {list(sd)[:5]}); is this wing.ckpt?")
+    if not kept: raise FANCheckpointError(f"no FAN key found in the checkpoint (it has e.g. {list(sd)[:5]}); is this wing.ckpt?")
     return kept
 
 # %% ../nbs/02b_fan.ipynb #ca2a6226

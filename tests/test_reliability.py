@@ -289,3 +289,15 @@ def test_links_are_treated_alike_everywhere(tmp_path):
     assert names(ds.files[:ds.counts[0]]) == names(list_images(d)) == ['0.png', '1.png', 'alias.png']
     rep = check_dataset(tmp_path)
     assert rep.counts['train']['a'] == 3 and not rep.skipped
+
+
+def test_run_lock_pidfile_fallback(tmp_path):
+    "Where flock is missing (Windows, some network mounts): a PID file; a live owner blocks, a dead one does not."
+    from stargan_v2.core import run_lock, FolderLockedError
+    a = run_lock(tmp_path); a._enter_pidfile()
+    with pytest.raises(FolderLockedError, match=f'PID {os.getpid()}'): run_lock(tmp_path)._enter_pidfile()
+    a.__exit__(None, None, None); assert not (tmp_path/'.lock').exists()
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True).stdout.strip()
+    (tmp_path/'.lock').write_text(dead)                                        # left by a killed run
+    b = run_lock(tmp_path); b._enter_pidfile()
+    assert (tmp_path/'.lock').read_text() == str(os.getpid()); b.__exit__(None, None, None)
