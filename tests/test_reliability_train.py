@@ -218,10 +218,14 @@ def _one_line_error(capsys, rc, code=1, says=''):
     (['train', '--preset', 'tiny', '--out', '{tmp}/t', '--data', '{tmp}/no_data'], 1, 'does not exist'),
     (['train', '--preset', 'tiny', '--out', '{tmp}/t', '--nonsense'], 2, ''),
     (['data', 'check', '{tmp}/missing'], 1, 'does not exist'),
+    (['train', '--preset', 'tiny', '--out', '{tmp}/t', '--data', '{tmp}/one'], 1, 'single domain'),
+    (['train', '--preset', 'tiny', '--out', '{tmp}/page.ckpt'], 1, 'File exists'),
+    (['sample', '--checkpoint', '{run}', '--src', '{tmp}/nowhere', '--ref', '{tmp}', '--out', '{tmp}/o'], 1, 'not a folder'),
 ])
 def test_every_command_fails_in_one_line(run, tmp_path, capsys, args, code, says):
     (tmp_path/'empty_run'/'checkpoints').mkdir(parents=True)
     (tmp_path/'page.ckpt').write_text('<!DOCTYPE html><html><body>Error 429</body></html>')
+    for split in ('train', 'val'): (tmp_path/'one'/split/'only').mkdir(parents=True)
     args = [a.format(tmp=tmp_path, run=run) for a in args]
     _one_line_error(capsys, main(args), code, says)
 
