@@ -132,9 +132,15 @@ def run_dir_of(path) -> Path:
 def run_config(path) -> dict|None:
     "The config dict of a run: its config.json, else the `config` inside its newest *_state.ckpt; None if neither exists."
     d = run_dir_of(path)
-    if (d/'config.json').is_file(): return json.loads((d/'config.json').read_text())
+    if (d/'config.json').is_file():
+        try: return json.loads((d/'config.json').read_text())
+        except json.JSONDecodeError as e:
+            from stargan_v2.core import ConfigError
+            raise ConfigError(f"{d/'config.json'} is not valid JSON ({e}); restore it, or delete it to use the config stored in the checkpoints.") from None
     states = sorted((f for q in (d/'checkpoints', d) if q.is_dir() for f in q.glob('*_state.ckpt')), key=lambda f: f.name)
-    if states: return torch.load(states[-1], map_location='cpu', weights_only=True).get('config')
+    if states:
+        from stargan_v2.checkpoints import safe_load   # broken files are named, never unpickled unsafely
+        return safe_load(states[-1]).get('config')
     return None
 
 def load_translator(path, device=None) -> tuple:   # (cfg, Translator)

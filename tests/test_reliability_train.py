@@ -246,6 +246,12 @@ def test_eval_and_sample_refuse_nan_weights(run, tmp_path, capsys):
     _one_line_error(capsys, main(['sample', '--checkpoint', str(bad), '--src', str(val), '--ref', str(val), '--out', str(tmp_path/'o')]), 1, 'non-finite')
 
 
+def test_corrupt_config_json_is_one_line(run, tmp_path, capsys):
+    import shutil
+    r = tmp_path/'r'; shutil.copytree(run, r); (r/'config.json').write_text('{"img_size": 16,')
+    _one_line_error(capsys, main(['eval', '--checkpoint', str(r), '--fid', 'none', '--no-lpips']), 1, 'config.json is not valid JSON')
+
+
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(FileNotFoundError): main(['eval', '--checkpoint', str(tmp_path/'missing'), '--debug'])
 
