@@ -58,3 +58,6 @@ def main(argv:list|None=None) -> int:
     warnings.filterwarnings('ignore', message=r'.*torch\.jit\.script.*deprecated', category=FutureWarning)
     from stargan_v2.core import run_command   # the one error path: user errors -> one line + exit 1, usage 2, Ctrl-C 130
     return run_command(f'stargan_v2 {cmd}', lambda: getattr(importlib.import_module(mod), fn)(rest), debug)
+
+# %% ../nbs/90_cli.ipynb #cfc83e2e
+if __name__ == '__main__': sys.exit(main())

@@ -13,7 +13,7 @@ __all__ = ['gan_learner', 'stargan_learner', 'TrainingStopped', 'train', 'config
            'translator_grids', 'load_translator']
 
 # %% ../nbs/07_learner.ipynb #83b3371a
-import argparse, json, sys, time
+import argparse, contextlib, json, sys, time
 from dataclasses import asdict
 from pathlib import Path
 import pandas as pd
@@ -24,6 +24,8 @@ from .core import (Config, get_config, set_seed, show_grid, default_device, modu
 from .models import build_nets, ema_copy, Nets
 from .losses import d_loss, g_loss, ds_weight
 from .data import get_dls, fixed_batch, data_root, DataError
+from .scale import init_distributed, scale_learner, init_from as _init_from, ScaleError, dist_env
+from .checkpoints import CheckpointMismatch, UnsafeCheckpointError
 from .trainer import GANTrainer, StarGANTrainer, make_optimizers, d_step, g_step
 from .translator import Translator, StarGANv2Translator, translator_grids, load_translator
 from .callbacks import (EMACallback, DSDecayCallback, LossLogCallback, SampleGridCallback, CheckpointCallback,
@@ -79,25 +81,31 @@ def train(cfg:Config,            # the run's configuration (cfg.total_iters is t
           verbose:bool=True,     # log lines on stdout (always in log.txt)
           progress:bool|None=None, # fastprogress bars; None: only in a terminal or notebook
           cbs=None,              # extra callbacks
+          init_from=None,        # a new run starts from these weights: run folder, checkpoint file, 'afhq' or 'celeba_hq' (lesson 07b)
          ) -> Learner:
     "Train StarGAN v2 into `out_dir` up to `cfg.total_iters`, resumable; returns the learner."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    with run_lock(out):   # one live run per output folder; a killed run's lock does not block (lesson 00)
+    rank_env = dist_env()   # under torchrun, rank 0 alone holds the output folder's lock
+    with (run_lock(out) if rank_env is None or rank_env.main else contextlib.nullcontext()):   # one live run per folder (lesson 00)
         last = latest_state(out)
         if last is not None and not resume:
             raise FileExistsError(f"{out} already holds checkpoints (latest {last.name}). Pass resume=True (--resume) to "
                                   "continue that run, or choose another output folder.")
+        rank, device = init_distributed(device)   # under torchrun: this process's rank and device (lesson 07b)
+        main = rank is None or rank.main
         set_seed(cfg.seed)
         dls = get_dls(cfg, root=root, device=device)
         fan = _load_fan() if cfg.w_hpf > 0 else None
-        learn = stargan_learner(dls, cfg, out_dir=out, cbs=cbs, fan=fan, verbose=verbose)
+        learn = stargan_learner(dls, cfg, out_dir=out, cbs=cbs, fan=fan, verbose=verbose and main)
+        scale_learner(learn, cfg, rank)   # precision, compile, channels-last; under torchrun: shards, rank 0 writes
         if resume and last is not None:
             it = load_checkpoint(learn, out)   # the newest complete, finite checkpoint (it says when it skips one)
             learn.loss_log.write(f"resumed from {out/'checkpoints'}/{it:06d}_state.ckpt at iteration {it}")
             if cfg.total_iters < it:
                 raise ConfigError(f"total_iters={cfg.total_iters} (--iters) is below the {it} iterations {out} already has; pass a larger "
                                   "value to extend the run, or train into another output folder.")
-        (out/'config.json').write_text(json.dumps(asdict(cfg), indent=1))
+        elif init_from is not None: learn.loss_log.write(f"initialised from {init_from}: {_init_from(learn, init_from)}")
+        if main: (out/'config.json').write_text(json.dumps(asdict(cfg), indent=1))
         if cfg.total_iters > learn.train_iter: _fit(learn, cfg.total_iters - learn.train_iter, progress)
         else: learn.loss_log.write(f"nothing to train: {out} is already at iteration {learn.train_iter} = total_iters")
         learn.interrupted = bool(getattr(getattr(learn, 'checkpoint', None), 'stop_requested', False))   # Ctrl-C
@@ -130,6 +138,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--workers', type=int, default=None, help='DataLoader workers')
     p.add_argument('--threads', type=int, default=None, help='CPU threads for PyTorch (on a busy or 2-core CPU, 1 is often fastest)')
     p.add_argument('--resume', action='store_true', help='continue from the latest checkpoint in --out')
+    p.add_argument('--precision', default=None, choices=['auto', 'fp32', 'bf16', 'fp16'], help='auto (default): bf16 on modern GPUs, fp16 on older ones, fp32 on CPU')
+    p.add_argument('--compile', action='store_true', help='torch.compile the networks (R1 stays eager; measure with benchmarks/gpu_speed.py)')
+    p.add_argument('--channels-last', action='store_true', help='channels-last memory layout (GPU convolutions)')
+    p.add_argument('--init-from', default=None, metavar='PATH', help="start a new run from trained weights: a run folder, a *_nets(_ema).ckpt file, afhq or celeba_hq")
     p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='override any Config field, e.g. lambda_ds=2 lr=2e-4')
     p.add_argument('--quiet', action='store_true', help='no log lines on stdout (log.txt is still written)')
     return p
@@ -153,6 +165,8 @@ def config_from_args(a) -> Config:
     kw = dict(_coerce(cfg, kv) for kv in a.set)
     for k, v in (('total_iters', a.iters), ('batch_size', a.batch_size), ('seed', a.seed), ('num_workers', a.workers)):
         if v is not None: kw[k] = v
+    for k in ('precision', 'compile', 'channels_last'):   # speed options (lesson 07b)
+        if getattr(a, k, None): kw[k] = getattr(a, k)
     if a.iters is not None and 'ds_iter' not in kw: kw['ds_iter'] = a.iters if cfg.ds_iter == cfg.total_iters else cfg.ds_iter
     return cfg.replace(**kw)
 
@@ -167,6 +181,8 @@ def _resume_config(a, out:Path) -> Config:
     kw = dict(_coerce(saved, kv) for kv in a.set)
     for k, v in (('total_iters', a.iters), ('batch_size', a.batch_size), ('seed', a.seed), ('num_workers', a.workers)):
         if v is not None: kw[k] = v
+    for k in ('precision', 'compile', 'channels_last'):   # speed options (lesson 07b)
+        if getattr(a, k, None): kw[k] = getattr(a, k)
     return saved.replace(**kw)
 
 def cli_train(argv:list) -> int:
@@ -175,15 +191,20 @@ def cli_train(argv:list) -> int:
     out = Path(a.out or Path('runs')/a.preset)
     cfg = _resume_config(a, out) if a.resume else config_from_args(a)
     if a.threads: torch.set_num_threads(a.threads)
-    print(f"stargan_v2 train: preset {a.preset}, {cfg.total_iters} iterations, batch {cfg.batch_size}, "
-          f"{cfg.img_size}px -> {out}", flush=True)
+    rank = dist_env(); main = rank is None or rank.main   # under torchrun only rank 0 talks
+    if main: print(f"stargan_v2 train: preset {a.preset}, {cfg.total_iters} iterations, batch {cfg.batch_size}"
+                   + (f" ({cfg.batch_size // max(rank.world, 1)} per process x {rank.world})" if rank else '')
+                   + f", {cfg.img_size}px, precision {cfg.precision} -> {out}", flush=True)
     t0 = time.time()
-    learn = train(cfg, out, root=a.root, device=a.device, resume=a.resume, verbose=not a.quiet)
+    try: learn = train(cfg, out, root=a.root, device=a.device, resume=a.resume, verbose=not a.quiet, init_from=a.init_from)
+    except ScaleError as e: raise ConfigError(str(e)) from None   # other user errors go to the CLI's one error path as they are
+    finally:
+        if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
     if learn.interrupted:
-        print(f"stargan_v2 train: interrupted at iteration {learn.train_iter}; its checkpoint is saved. Continue with the same "
-              f"command and --resume.", file=sys.stderr, flush=True)
+        if main: print(f"stargan_v2 train: interrupted at iteration {learn.train_iter}; its checkpoint is saved. Continue with the same "
+                       f"command and --resume.", file=sys.stderr, flush=True)
         return 130
-    print(f"done: iteration {learn.train_iter} in {time.time() - t0:.0f} s. EMA weights: "
+    if main: print(f"done: iteration {learn.train_iter} in {time.time() - t0:.0f} s. EMA weights: "
           f"{out}/checkpoints/{learn.train_iter:06d}_nets_ema.ckpt; samples: {out}/samples/; loss plot: {out}/losses.png", flush=True)
     return 0
 
