@@ -40,6 +40,10 @@ def _layout_hint(root) -> str:
     return f"Expected {root}/train/<domain>/*.png|jpg and {root}/val/<domain>/… (one sub-folder per domain, as in AFHQ)."
 
 # %% ../nbs/04a_data.ipynb #0d833d65
+def _domain_dirs(d:Path) -> list:
+    "The one listing of domains: sorted visible sub-folders of a split folder (hidden ones such as .ipynb_checkpoints skipped)."
+    return sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith('.'))
+
 def domain_names(root, split:str='train') -> list:
     "Sorted domain (sub-folder) names of `root/split`; their positions are the labels."
     root = Path(root)
@@ -50,7 +54,7 @@ def domain_names(root, split:str='train') -> list:
         inner = [h for h in have if (root/h/split).is_dir()]
         hint = f" Did you mean {root/inner[0]}?" if inner else ''
         raise DataError(f"{root} has no '{split}' split folder (it has: {have or 'nothing'}).{hint} {_layout_hint(root)}")
-    names = sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith('.'))
+    names = _domain_dirs(d)
     if len(names) == 0: raise DataError(f"{d} has no domain sub-folders. {_layout_hint(root)}")
     if len(names) == 1:
         raise DataError(f"{d} has a single domain ({names[0]!r}); StarGAN v2 translates *between* domains, "
@@ -121,7 +125,7 @@ def domain_folders(folder) -> list:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; pass a folder with one sub-folder per domain (e.g. lessons_data/shapes/val).")
-    doms = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith('.'))
+    doms = _domain_dirs(folder)
     if not doms: raise DataError(f"{folder} has no domain sub-folders; expected {folder}/<domain>/<image>.png")
     return doms
 
