@@ -17,11 +17,12 @@ import torch
 from torch import nn, Tensor
 import matplotlib.pyplot as plt
 from fastai.callback.core import Callback, CancelFitException
-from .core import Config, atomic_save, config_diff, show_grid
+from .core import Config, atomic_save, config_diff, show_grid, StarGANError, remove_orphan_temps
 from .models import ema_copy, Nets
 from .losses import ds_weight
 from .translator import StarGANv2Translator, translator_grids
-from .checkpoints import save_nets, save_optims, load_nets, load_optims, safe_load, CheckpointMismatch
+from .checkpoints import (save_nets, save_optims, load_nets, load_optims, safe_load, CheckpointMismatch, CheckpointError,
+                                    CheckpointIntegrityError, NonFiniteCheckpointError, check_finite, nonfinite_entries)
 
 # %% ../nbs/06_callbacks.ipynb #ce780a05
 def ema_update(nets:nn.Module, nets_ema:nn.Module, beta:float):
@@ -179,6 +180,9 @@ def _stateful(learn) -> dict:
 def save_checkpoint(learn, ckpt_dir) -> Path:
     "Write the checkpoint files for the current iteration into `ckpt_dir` (any method); returns the state file."
     ckpt_dir, it = Path(ckpt_dir), learn.train_iter
+    bad = _nonfinite_weights(learn)
+    if bad: raise NonFiniteCheckpointError(f"iteration {it}: non-finite (NaN/inf) weights in {', '.join(bad[:3])}; no checkpoint was "
+                                           f"written for it (the earlier ones in {ckpt_dir} are intact).")
     save_nets(learn.model, ckpt_dir/f'{it:06d}_nets.ckpt')
     if getattr(learn, 'ema', None) is not None: save_nets(learn.ema.nets_ema, ckpt_dir/f'{it:06d}_nets_ema.ckpt')
     save_optims(learn.trainer.optims, ckpt_dir/f'{it:06d}_optims.ckpt')
@@ -187,6 +191,12 @@ def save_checkpoint(learn, ckpt_dir) -> Path:
     _write_config(learn.cfg, ckpt_dir.parent/'config.json')   # the run's config.json: what was trained, not what was asked
     return f
 
+def _nonfinite_weights(learn) -> list:
+    "Names of the non-finite tensors of the learner's networks (and EMA networks): [] when every weight is finite."
+    bad = nonfinite_entries({n: m.state_dict() for n, m in learn.model.named_children()})
+    ema = getattr(getattr(learn, 'ema', None), 'nets_ema', None)
+    return bad + (['ema.' + b for b in nonfinite_entries(ema.state_dict())] if ema is not None else [])
+
 def _write_config(cfg, path:Path):
     tmp = path.with_name(path.name + '.tmp'); tmp.write_text(json.dumps(asdict(cfg), indent=1)); tmp.replace(path)
 
@@ -194,7 +204,7 @@ def _write_config(cfg, path:Path):
 RESUME_FREE = ('name', 'total_iters', 'print_every', 'sample_every', 'save_every', 'num_workers', 'val_batch_size',
                'precision', 'compile', 'channels_last')   # speed settings (lesson 07b): same model, other kernels
 
-class ConfigMismatch(ValueError):
+class ConfigMismatch(StarGANError, ValueError):
     "A checkpoint was made with a different configuration than the learner's."
 
 def latest_state(path) -> Path|None:
@@ -207,7 +217,7 @@ def latest_state(path) -> Path|None:
 def _load_nets_any(f, model:nn.Module):
     "StarGAN v2 `Nets`: the official loader with its explanations; any other method: every named child, strictly."
     if isinstance(model, Nets): return load_nets(f, model)
-    d = safe_load(f)
+    d = check_finite(safe_load(f), str(f))
     kids = dict(model.named_children())
     if set(d) != set(kids): raise CheckpointMismatch(f"{f} holds networks {sorted(d)}, but this model has {sorted(kids)}")
     for n, m in kids.items():
@@ -215,10 +225,34 @@ def _load_nets_any(f, model:nn.Module):
         except RuntimeError as e: raise CheckpointMismatch(f"{f}: network '{n}' does not fit: {str(e).splitlines()[0]}") from None
     return model
 
+def _states(path) -> list:
+    "Every `*_state.ckpt` of a run dir / checkpoints dir, newest first."
+    p = Path(path)
+    found = [f for d in (p/'checkpoints', p) if d.is_dir() for f in d.glob('*_state.ckpt') if f.name.split('_')[0].isdigit()]
+    return sorted(found, key=lambda f: int(f.name.split('_')[0]), reverse=True)
+
 def load_checkpoint(learn, path) -> int:
-    "Restore nets, EMA, optimisers, iteration and callback state from a checkpoint; returns its iteration."
-    f = latest_state(path)
-    if f is None: raise FileNotFoundError(f"no *_state.ckpt checkpoint in {path} or {Path(path)/'checkpoints'}")
+    """Restore nets, EMA, optimisers, iteration and callback state from a checkpoint; returns its iteration.
+    `path` a state file: exactly that one. A folder: the newest *complete, finite* checkpoint; broken or non-finite newer ones are skipped, and it says so."""
+    p = Path(path)
+    if p.is_file(): return _load_state(learn, p)
+    cands = _states(p)
+    if not cands: raise FileNotFoundError(f"no *_state.ckpt checkpoint in {p} or {p/'checkpoints'}")
+    skipped = []
+    for f in cands:
+        try: it = _load_state(learn, f)
+        except (CheckpointIntegrityError, NonFiniteCheckpointError, FileNotFoundError) as e:
+            skipped.append(f"{f.name[:6]} ({e})"); continue
+        if skipped:
+            msg = f"resume: skipped the newer checkpoint(s) {'; '.join(skipped)}; resuming from iteration {it}, the last complete, finite one."
+            log = getattr(learn, 'loss_log', None)
+            log.write(msg) if log is not None else print(msg, flush=True)
+        learn.resume_skipped = skipped
+        return it
+    raise CheckpointError(f"no complete, finite checkpoint to resume from in {p}: " + '; '.join(skipped))
+
+def _load_state(learn, f:Path) -> int:
+    "Restore everything from one `*_state.ckpt` and its companion files."
     st = safe_load(f)
     saved = {'model': 'stargan_v2', **st['config']}   # checkpoints from before the `model` field are StarGAN v2's
     if saved['model'] != getattr(learn.cfg, 'model', 'stargan_v2'):
@@ -252,6 +286,8 @@ class CheckpointCallback(Callback):
     def before_fit(self):
         self.every = self.every or self.learn.cfg.save_every
         self.stop_requested = False
+        if self.ckpt_dir.is_dir():
+            for f in remove_orphan_temps(self.ckpt_dir): print(f"removed {f.name}, the temporary file of an interrupted save", flush=True)
         if self.handle_sigint:
             try: self._old = signal.signal(signal.SIGINT, self._on_sigint)
             except ValueError: self._old = None        # not the main thread: no handler
@@ -269,12 +305,15 @@ class CheckpointCallback(Callback):
         return p
 
     def after_fit(self):
-        if not getattr(self.learn, 'in_iteration', False) and self.last_saved != self.learn.train_iter: self.save()
+        guard = getattr(self.learn, 'nan_guard', None)
+        if (not getattr(self.learn, 'in_iteration', False) and self.last_saved != self.learn.train_iter
+            and not (guard is not None and guard.message)): self.save()
         if self._old is not None: signal.signal(signal.SIGINT, self._old); self._old = None
 
 # %% ../nbs/06_callbacks.ipynb #e5af8e5a
 class NanGuardCallback(Callback):
-    "Stop training, before the optimiser step, when a loss term is NaN or infinite; `self.message` says where."
+    """Stop training, before the optimiser step, when a loss term is NaN or infinite; and after the step when a weight is
+    (checked every `cfg.print_every` and `cfg.save_every` iterations, so never saved). `self.message` says where."""
     order = 0
     def __init__(self): self.message = None
     def before_fit(self): self.message = None
@@ -282,10 +321,21 @@ class NanGuardCallback(Callback):
         parts = getattr(self.learn, 'loss_parts', {})
         bad = {k: v for k, v in parts.items() if not math.isfinite(v)}
         if not bad and torch.isfinite(self.learn.loss).all(): return
-        ck = getattr(getattr(self.learn, 'checkpoint', None), 'last_saved', None)
-        self.message = (f"Non-finite loss at iteration {self.learn.train_iter + 1}: "
-                        + ", ".join(f"{k}={v}" for k, v in bad.items()) + ". Training stopped before the optimiser step; "
-                        + (f"the last good checkpoint is iteration {ck}. " if ck is not None else "no checkpoint was written. ")
+        self._stop(f"Non-finite loss at iteration {self.learn.train_iter + 1}: "
+                   + ", ".join(f"{k}={v}" for k, v in bad.items()) + ". Training stopped before the optimiser step; ")
+
+    def after_batch(self):
+        L = self.learn; it, cfg = L.train_iter, L.cfg
+        if not (it % cfg.print_every == 0 or it % cfg.save_every == 0 or getattr(getattr(L, 'checkpoint', None), 'stop_requested', False)): return
+        bad = _nonfinite_weights(L)
+        if bad: self._stop(f"Non-finite weights after iteration {it} ({', '.join(bad[:3])}) although the losses were finite: an optimiser "
+                           "step diverged. Training stopped and these weights were not saved; ")
+
+    def _stop(self, what:str):
+        ck = getattr(self.learn, 'checkpoint', None)
+        last = ck.last_saved if ck is not None else None
+        if last is None and ck is not None and (f := latest_state(ck.ckpt_dir)) is not None: last = int(f.name.split('_')[0])
+        self.message = (what + (f"the last good checkpoint is iteration {last}. " if last is not None else "no checkpoint was written. ")
                         + "Try a lower learning rate, check the data for NaNs, or disable mixed precision.")
         print(self.message, flush=True)
         log = getattr(self.learn, 'loss_log', None)

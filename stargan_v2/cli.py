@@ -31,12 +31,15 @@ def _usage() -> str:
     w = max(map(len, SUBCOMMANDS))
     lines = ['usage: stargan_v2 <command> [options]', '', 'commands:']
     lines += [f'  {k:<{w}}  {v[2]}' for k, v in SUBCOMMANDS.items()]
-    lines += ['', "Run 'stargan_v2 <command> --help' for a command's options."]
+    lines += ['', "Run 'stargan_v2 <command> --help' for a command's options; add --debug to see tracebacks.",
+              'Exit codes: 0 done, 1 an error the message explains, 2 a usage error, 130 interrupted (Ctrl-C).']
     return '\n'.join(lines)
 
 def main(argv:list|None=None) -> int:
     "Entry point of the `stargan_v2` console script."
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = '--debug' in argv                  # tracebacks instead of one-line messages
+    argv = [x for x in argv if x != '--debug']
     if not argv or argv[0] in ('-h', '--help', 'help'):
         print(_usage()); return 0
     if argv[0] in ('-V', '--version'):
@@ -53,8 +56,8 @@ def main(argv:list|None=None) -> int:
         if model != 'stargan_v2': mod = METHODS[model]
     # fastai (as of 2.8) calls torch.jit.script at import; torch>=2.10 warns about it on every run. Not ours to fix.
     warnings.filterwarnings('ignore', message=r'.*torch\.jit\.script.*deprecated', category=FutureWarning)
-    rc = getattr(importlib.import_module(mod), fn)(rest)
-    return 0 if rc is None else int(rc)
+    from stargan_v2.core import run_command   # the one error path: user errors -> one line + exit 1, usage 2, Ctrl-C 130
+    return run_command(f'stargan_v2 {cmd}', lambda: getattr(importlib.import_module(mod), fn)(rest), debug)
 
 # %% ../nbs/90_cli.ipynb #cfc83e2e
 if __name__ == '__main__': sys.exit(main())

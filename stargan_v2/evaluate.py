@@ -21,7 +21,7 @@ from .core import Config, cache_dir, module_device, default_device, to_uint8
 from .metrics import (frechet_distance, fid_to_stats, activation_stats, list_images, load_images, folder_stats,
                                 inception_features, load_lpips, lpips_diversity, _files_key)
 from .shapes import measure_shapes, shapes_path, hue_dist, SHAPE_DOMAINS, PATTERNS
-from .data import domain_names, data_root
+from .data import domain_names, data_root, DataError
 from .translator import Translator, StarGANv2Translator, IdentityTranslator, CopyReferenceTranslator, load_translator, run_dir_of
 
 # %% ../nbs/08a_evaluate.ipynb #6e09a301
@@ -178,7 +178,7 @@ def shapes_scores(model,                   # any `Translator` (or StarGAN v2 EMA
     img_size = cfg if isinstance(cfg, int) else cfg.img_size
     root = Path(root) if root is not None else shapes_path()
     doms = domain_names(root, 'val')
-    if len(doms) != tr.num_domains: raise ValueError(f"{root} has {len(doms)} domains {doms}, but the model has {tr.num_domains}")
+    if len(doms) != tr.num_domains: raise DataError(f"{root} has {len(doms)} domains {doms}, but the model has {tr.num_domains}: pass the dataset it was trained on (--data)")
     n = n_per_domain or 20
     val = load_split(root, doms, img_size, n=None)
     m_val = {d: measured_folder(root/'val'/d, img_size, cache) for d in doms}
@@ -245,7 +245,7 @@ def evaluate(model, cfg, root,               # any `Translator` (or StarGAN v2 E
     tr = as_translator(model)
     extractors, root, bs = extractors or {}, Path(root), bs or cfg.val_batch_size
     doms = domain_names(root, 'val')
-    if len(doms) != tr.num_domains: raise ValueError(f"{root} has {len(doms)} domains {doms}, but the model has {tr.num_domains}")
+    if len(doms) != tr.num_domains: raise DataError(f"{root} has {len(doms)} domains {doms}, but the model has {tr.num_domains}: pass the dataset it was trained on (--data)")
     modes = [m for m in modes if m == 'latent' or tr.reference_guided]   # a deterministic method's one output is its 'latent' row
     val, res, dev = load_split(root, doms, cfg.img_size), {}, tr.device
     tr.eval()

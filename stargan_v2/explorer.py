@@ -20,7 +20,7 @@ import ipywidgets as W
 from .core import to_uint8, module_device
 from .translator import StarGANv2Translator, as_labels
 from .sampling import translate_latent, mean_styles, make_z, render_styles
-from .data import load_image
+from .data import load_image, load_rgb
 
 # %% ../nbs/11_explorer.ipynb #c4c72fcf
 def strip(ims:Tensor,          # (N,3,H,W) in [-1,1]
@@ -37,8 +37,8 @@ def to_png(a:np.ndarray) -> bytes:
     buf = io.BytesIO(); Image.fromarray(a).save(buf, format='PNG'); return buf.getvalue()
 
 def from_png(b:bytes) -> np.ndarray:
-    "Decode PNG (or any image) bytes to a (H,W,3) uint8 array."
-    return np.asarray(Image.open(io.BytesIO(b)).convert('RGB'))
+    "Decode PNG (or any image) bytes to a (H,W,3) uint8 array, with the training pipeline's reader (`data.load_rgb`)."
+    return np.asarray(load_rgb(io.BytesIO(b)))
 
 # %% ../nbs/11_explorer.ipynb #3ae05782
 @torch.no_grad()

@@ -13,13 +13,14 @@ __all__ = ['gan_learner', 'stargan_learner', 'TrainingStopped', 'train', 'config
            'translator_grids', 'load_translator']
 
 # %% ../nbs/07_learner.ipynb #83b3371a
-import argparse, json, sys, time
+import argparse, contextlib, json, sys, time
 from dataclasses import asdict
 from pathlib import Path
 import pandas as pd
 import torch
 from fastai.learner import Learner
-from .core import Config, get_config, set_seed, show_grid, default_device, module_device, PRESETS, DownloadError
+from .core import (Config, get_config, set_seed, show_grid, default_device, module_device, PRESETS, DownloadError,
+                             StarGANError, ConfigError, UsageError, run_lock)
 from .models import build_nets, ema_copy, Nets
 from .losses import d_loss, g_loss, ds_weight
 from .data import get_dls, fixed_batch, data_root, DataError
@@ -69,7 +70,7 @@ def stargan_learner(dls,                     # fastai DataLoaders from `get_dls`
     return learn
 
 # %% ../nbs/07_learner.ipynb #62835a99
-class TrainingStopped(RuntimeError):
+class TrainingStopped(StarGANError, RuntimeError):
     "Training stopped before the requested iteration (NaN guard)."
 
 def train(cfg:Config,            # the run's configuration (cfg.total_iters is the final iteration)
@@ -84,25 +85,32 @@ def train(cfg:Config,            # the run's configuration (cfg.total_iters is t
          ) -> Learner:
     "Train StarGAN v2 into `out_dir` up to `cfg.total_iters`, resumable; returns the learner."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    last = latest_state(out)
-    if last is not None and not resume:
-        raise FileExistsError(f"{out} already holds checkpoints (latest {last.name}). Pass resume=True (--resume) to "
-                              "continue that run, or choose another output folder.")
-    rank, device = init_distributed(device)   # under torchrun: this process's rank and device (lesson 07b)
-    main = rank is None or rank.main
-    set_seed(cfg.seed)
-    dls = get_dls(cfg, root=root, device=device)
-    fan = _load_fan() if cfg.w_hpf > 0 else None
-    learn = stargan_learner(dls, cfg, out_dir=out, cbs=cbs, fan=fan, verbose=verbose and main)
-    scale_learner(learn, cfg, rank)   # precision, compile, channels-last; under torchrun: shards, rank 0 writes
-    if resume and last is not None:
-        it = load_checkpoint(learn, last)
-        learn.loss_log.write(f"resumed from {last} at iteration {it}")
-    elif init_from is not None: learn.loss_log.write(f"initialised from {init_from}: {_init_from(learn, init_from)}")
-    if main: (out/'config.json').write_text(json.dumps(asdict(cfg), indent=1))
-    _fit(learn, cfg.total_iters - learn.train_iter, progress)
-    if learn.nan_guard.message: raise TrainingStopped(learn.nan_guard.message)
-    return learn
+    rank_env = dist_env()   # under torchrun, rank 0 alone holds the output folder's lock
+    with (run_lock(out) if rank_env is None or rank_env.main else contextlib.nullcontext()):   # one live run per folder (lesson 00)
+        last = latest_state(out)
+        if last is not None and not resume:
+            raise FileExistsError(f"{out} already holds checkpoints (latest {last.name}). Pass resume=True (--resume) to "
+                                  "continue that run, or choose another output folder.")
+        rank, device = init_distributed(device)   # under torchrun: this process's rank and device (lesson 07b)
+        main = rank is None or rank.main
+        set_seed(cfg.seed)
+        dls = get_dls(cfg, root=root, device=device)
+        fan = _load_fan() if cfg.w_hpf > 0 else None
+        learn = stargan_learner(dls, cfg, out_dir=out, cbs=cbs, fan=fan, verbose=verbose and main)
+        scale_learner(learn, cfg, rank)   # precision, compile, channels-last; under torchrun: shards, rank 0 writes
+        if resume and last is not None:
+            it = load_checkpoint(learn, out)   # the newest complete, finite checkpoint (it says when it skips one)
+            learn.loss_log.write(f"resumed from {out/'checkpoints'}/{it:06d}_state.ckpt at iteration {it}")
+            if cfg.total_iters < it:
+                raise ConfigError(f"total_iters={cfg.total_iters} (--iters) is below the {it} iterations {out} already has; pass a larger "
+                                  "value to extend the run, or train into another output folder.")
+        elif init_from is not None: learn.loss_log.write(f"initialised from {init_from}: {_init_from(learn, init_from)}")
+        if main: (out/'config.json').write_text(json.dumps(asdict(cfg), indent=1))
+        if cfg.total_iters > learn.train_iter: _fit(learn, cfg.total_iters - learn.train_iter, progress)
+        else: learn.loss_log.write(f"nothing to train: {out} is already at iteration {learn.train_iter} = total_iters")
+        learn.interrupted = bool(getattr(getattr(learn, 'checkpoint', None), 'stop_requested', False))   # Ctrl-C
+        if learn.nan_guard.message: raise TrainingStopped(learn.nan_guard.message)
+        return learn
 
 def _fit(learn:Learner, n:int, progress:bool|None):
     if progress is None: progress = sys.stdout.isatty() or 'ipykernel' in sys.modules
@@ -146,10 +154,13 @@ def _coerce(cfg:Config, kv:str) -> tuple:
     cur = getattr(cfg, k)
     if v.lower() == 'none': return k, None
     t = type(cur) if cur is not None else (int if k == 'dim_in' else str)
-    return k, (v.lower() in ('1', 'true', 'yes') if t is bool else t(v))
+    try: return k, (v.lower() in ('1', 'true', 'yes') if t is bool else t(v))
+    except ValueError: raise UsageError(f"--set {k}={v}: {k} takes {'an integer' if t is int else 'a number' if t is float else t.__name__} "
+                                        f"(it is {cur!r} now)") from None
 
 def config_from_args(a) -> Config:
     "The `Config` described by parsed `stargan_v2 train` arguments."
+    if a.iters is not None and a.iters < 1: raise UsageError(f"--iters {a.iters}: the number of iterations must be at least 1")
     cfg = get_config(a.preset)
     kw = dict(_coerce(cfg, kv) for kv in a.set)
     for k, v in (('total_iters', a.iters), ('batch_size', a.batch_size), ('seed', a.seed), ('num_workers', a.workers)):
@@ -159,23 +170,40 @@ def config_from_args(a) -> Config:
     if a.iters is not None and 'ds_iter' not in kw: kw['ds_iter'] = a.iters if cfg.ds_iter == cfg.total_iters else cfg.ds_iter
     return cfg.replace(**kw)
 
+def _resume_config(a, out:Path) -> Config:
+    "`--resume`: the run's own config (its config.json, else its newest state) with only what was given explicitly changed (`--iters N` extends it)."
+    from stargan_v2.translator import run_config
+    if a.iters is not None and a.iters < 1: raise UsageError(f"--iters {a.iters}: the number of iterations must be at least 1")
+    if latest_state(out) is None:
+        raise FileNotFoundError(f"--resume: {out} has no checkpoint to resume from (no *_state.ckpt in {out/'checkpoints'}). "
+                                "Check --out, or start a new run without --resume.")
+    saved = Config.from_dict(run_config(out))
+    kw = dict(_coerce(saved, kv) for kv in a.set)
+    for k, v in (('total_iters', a.iters), ('batch_size', a.batch_size), ('seed', a.seed), ('num_workers', a.workers)):
+        if v is not None: kw[k] = v
+    for k in ('precision', 'compile', 'channels_last'):   # speed options (lesson 07b)
+        if getattr(a, k, None): kw[k] = getattr(a, k)
+    return saved.replace(**kw)
+
 def cli_train(argv:list) -> int:
-    "`stargan_v2 train [--preset shapes] [--out DIR] [--iters N] [--resume] ...`"
+    "`stargan_v2 train [--preset shapes] [--out DIR] [--iters N] [--resume] ...`; errors go to the CLI's one error path (`core.run_command`)."
     a = _parser().parse_args(argv)
-    cfg = config_from_args(a)
-    if a.threads: torch.set_num_threads(a.threads)
     out = Path(a.out or Path('runs')/a.preset)
+    cfg = _resume_config(a, out) if a.resume else config_from_args(a)
+    if a.threads: torch.set_num_threads(a.threads)
     rank = dist_env(); main = rank is None or rank.main   # under torchrun only rank 0 talks
     if main: print(f"stargan_v2 train: preset {a.preset}, {cfg.total_iters} iterations, batch {cfg.batch_size}"
                    + (f" ({cfg.batch_size // max(rank.world, 1)} per process x {rank.world})" if rank else '')
                    + f", {cfg.img_size}px, precision {cfg.precision} -> {out}", flush=True)
     t0 = time.time()
     try: learn = train(cfg, out, root=a.root, device=a.device, resume=a.resume, verbose=not a.quiet, init_from=a.init_from)
-    except (FileExistsError, FileNotFoundError, ConfigMismatch, TrainingStopped, DataError, DownloadError,
-            CheckpointMismatch, UnsafeCheckpointError, ScaleError) as e:
-        print(f"stargan_v2 train: {e}", file=sys.stderr); return 1
+    except ScaleError as e: raise ConfigError(str(e)) from None   # other user errors go to the CLI's one error path as they are
     finally:
         if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
+    if learn.interrupted:
+        if main: print(f"stargan_v2 train: interrupted at iteration {learn.train_iter}; its checkpoint is saved. Continue with the same "
+                       f"command and --resume.", file=sys.stderr, flush=True)
+        return 130
     if main: print(f"done: iteration {learn.train_iter} in {time.time() - t0:.0f} s. EMA weights: "
           f"{out}/checkpoints/{learn.train_iter:06d}_nets_ema.ckpt; samples: {out}/samples/; loss plot: {out}/losses.png", flush=True)
     return 0

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 import pandas as pd
 import torch
-from .core import Config, file_sha256, atomic_save
+from .core import Config, file_sha256, atomic_save, StarGANError
 
 # %% ../nbs/07a_trained.ipynb #abcf1439
 def trained_dir(name:str|None=None) -> Path:
@@ -79,7 +79,7 @@ def _git_commit() -> str|None:
     except Exception: return None
 
 # %% ../nbs/07a_trained.ipynb #3b5da440
-class TrainedModelError(RuntimeError):
+class TrainedModelError(StarGANError):
     "A committed model's files do not match its manifest."
 
 def verify_trained(name:str='shapes', dest=None) -> dict:

@@ -16,7 +16,7 @@ from fastcore.basics import patch
 from fastai.callback.core import Callback, CancelBatchException, CancelValidException
 from fastai.learner import Learner
 from fastai.callback.progress import ProgressCallback  # registers the progress bars and `Learner.no_bar`
-from .core import Config, rng_state, set_rng_state
+from .core import Config, rng_state, set_rng_state, ConfigError
 from .models import NET_NAMES
 from .losses import d_loss, g_loss
 from .scale import PLAIN
@@ -213,7 +213,7 @@ def fit_iters(self:Learner, n_iters:int, cbs=None):
     tr = self.trainer
     if n_iters <= 0: return
     n, pos = len(self.dls.train), (tr._pass or {}).get('pos', 0) % max(len(self.dls.train), 1)
-    if n == 0: raise ValueError("dls.train is empty: the training set is smaller than one batch (drop_last=True)")
+    if n == 0: raise ConfigError("dls.train is empty: the training set is smaller than one batch; lower batch_size or add images")
     first = min(n_iters, n - pos)
     tr._target = getattr(self, 'train_iter', 0) + n_iters
     self.fit(1 + math.ceil((n_iters - first) / n), cbs=cbs)

@@ -132,14 +132,25 @@ def run_dir_of(path) -> Path:
 def run_config(path) -> dict|None:
     "The config dict of a run: its config.json, else the `config` inside its newest *_state.ckpt; None if neither exists."
     d = run_dir_of(path)
-    if (d/'config.json').is_file(): return json.loads((d/'config.json').read_text())
+    if (d/'config.json').is_file():
+        try: return json.loads((d/'config.json').read_text())
+        except json.JSONDecodeError as e:
+            from stargan_v2.core import ConfigError
+            raise ConfigError(f"{d/'config.json'} is not valid JSON ({e}); restore it, or delete it to use the config stored in the checkpoints.") from None
     states = sorted((f for q in (d/'checkpoints', d) if q.is_dir() for f in q.glob('*_state.ckpt')), key=lambda f: f.name)
-    if states: return torch.load(states[-1], map_location='cpu', weights_only=True).get('config')
+    if states:
+        from stargan_v2.checkpoints import safe_load   # broken files are named, never unpickled unsafely
+        return safe_load(states[-1]).get('config')
     return None
 
 def load_translator(path, device=None) -> tuple:   # (cfg, Translator)
-    "Open a trained run of any method (run folder, checkpoints folder or checkpoint file) as (config, Translator)."
+    "Open a trained run of any method (run folder, checkpoints folder or checkpoint file) as (config, Translator); NaN weights are refused."
+    from stargan_v2.core import ConfigError
+    from stargan_v2.checkpoints import check_finite
+    if not Path(path).exists(): raise FileNotFoundError(f"{path} does not exist: pass a run folder, its checkpoints/ folder or a checkpoint file")
     d = run_config(path) or {}
     model = d.get('model', 'stargan_v2')
-    if model not in METHODS: raise ValueError(f"{path} was made by method {model!r}, which this version does not know; known: {sorted(METHODS)}")
-    return importlib.import_module(METHODS[model]).load_translator(path, device=device)
+    if model not in METHODS: raise ConfigError(f"{path} was made by method {model!r}, which this version does not know; known: {sorted(METHODS)}")
+    cfg, tr = importlib.import_module(METHODS[model]).load_translator(path, device=device)
+    for m in tr.modules(): check_finite(m, f"the networks of {path}")   # any method: a diverged run is not scored or sampled
+    return cfg, tr

@@ -159,11 +159,12 @@ def test_download_errors(tmp_path):
     with pytest.raises(DownloadError, match='offline'): download_afhq(cache=tmp_path, url='file:///nope/afhq.zip')
     with pytest.raises(DataError, match='stargan_v2 data download afhq'): data_root('afhq', cache=tmp_path)
     (tmp_path/'celeba_hq.zip').write_bytes(b'not a zip')
-    with pytest.raises(DataError, match='not a valid zip'): download_dataset('celeba_hq', cache=tmp_path)
+    with pytest.raises(DownloadError, match='only 9 bytes.*Delete it'): download_dataset('celeba_hq', cache=tmp_path)   # size floor of the official zip
+    with pytest.raises(DataError, match='not a valid zip'): download_dataset('celeba_hq', cache=tmp_path, url='file:///mirror/celeba_hq.zip')
     with pytest.raises(ValueError, match='afhq_v2'): download_dataset('lsun', cache=tmp_path)
     evil = tmp_path/'evil'/'afhq.zip'; evil.parent.mkdir()
     with zipfile.ZipFile(evil, 'w') as zf: zf.writestr('../../outside.txt', 'x')
-    with pytest.raises(DataError, match='outside'): download_afhq(cache=tmp_path/'evil')
+    with pytest.raises(DataError, match='outside'): download_afhq(cache=tmp_path/'evil', url='file:///mirror/afhq.zip')
 
 
 def test_bad_layouts_get_clear_errors(tmp_path):

@@ -115,10 +115,11 @@ def test_init_from_checkpoint_of_random_nets(tmp_path, capsys):
     assert 'D from scratch' in msg and _same(learn.model.discriminator.state_dict(), d_before)
     assert _same(learn.model.generator.state_dict(), src.generator.state_dict())
     # the strict loader refuses a file of another configuration, in one line through the CLI
-    rc = cli_train(['--preset', 'tiny', '--iters', '1', '--device', 'cpu', '--out', str(tmp_path/'bad'), '--quiet',
+    from stargan_v2.cli import main   # user errors go to the CLI's one error path (core.run_command): one line, exit 1
+    rc = main(['train', '--preset', 'tiny', '--iters', '1', '--device', 'cpu', '--out', str(tmp_path/'bad'), '--quiet',
                     '--set', 'style_dim=4', '--init-from', str(tmp_path/'src')])
     assert rc == 1 and 'does not fit the networks you built' in capsys.readouterr().err
-    rc = cli_train(['--preset', 'tiny', '--iters', '1', '--device', 'cpu', '--out', str(tmp_path/'bad2'), '--quiet', '--init-from', str(tmp_path/'nope')])
+    rc = main(['train', '--preset', 'tiny', '--iters', '1', '--device', 'cpu', '--out', str(tmp_path/'bad2'), '--quiet', '--init-from', str(tmp_path/'nope')])
     assert rc == 1 and 'no such file or folder' in capsys.readouterr().err
 
 from fastai.callback.core import Callback, CancelFitException
