@@ -243,7 +243,7 @@ def file_sha256(path, chunk:int=1<<20) -> str:
         for b in iter(lambda: f.read(chunk), b''): h.update(b)
     return h.hexdigest()
 
-# %% ../nbs/00_core.ipynb #0408a58d
+# %% ../nbs/00_core.ipynb #48856f49
 def progress(it,                  # any iterable
              total:int|None=None, # its length, when it has no `len`
              show:bool=True,      # False: return `it` unchanged
