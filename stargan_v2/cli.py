@@ -13,11 +13,19 @@ import importlib, sys, warnings
 # %% ../nbs/90_cli.ipynb #665c482d
 SUBCOMMANDS = {  # name -> (module, function, one-line help)
     'data':    ('stargan_v2.data',       'cli_data',    'make, download or check a dataset of domain folders'),
-    'train':   ('stargan_v2.learner',    'cli_train',   'train StarGAN v2 (presets: shapes, afhq, celeba_hq)'),
-    'eval':    ('stargan_v2.evaluate',   'cli_eval',    'FID, LPIPS and Shapes scores of a checkpoint'),
+    'train':   ('stargan_v2.learner',    'cli_train',   'train a model: StarGAN v2 (default; presets shapes, afhq, celeba_hq, tiny) or --model stargan_v1|discogan'),
+    'eval':    ('stargan_v2.evaluate',   'cli_eval',    'FID, LPIPS and Shapes scores of a run of any method'),
     'sample':  ('stargan_v2.sampling',   'cli_sample',  'reference grid, latent grids and interpolation video'),
     'weights': ('stargan_v2.pretrained', 'cli_weights', "download or inspect the paper authors' checkpoints"),
 }
+
+def _pop_model(args:list) -> tuple:
+    "Take `--model NAME` (or `--model=NAME`) out of `train`'s arguments: (model, the other arguments)."
+    args, model = list(args), 'stargan_v2'
+    for i, a in enumerate(args):
+        if a == '--model' and i + 1 < len(args): return args[i + 1], args[:i] + args[i + 2:]
+        if a.startswith('--model='): return a.split('=', 1)[1], args[:i] + args[i + 1:]
+    return model, args
 
 def _usage() -> str:
     w = max(map(len, SUBCOMMANDS))
@@ -37,6 +45,12 @@ def main(argv:list|None=None) -> int:
     if cmd not in SUBCOMMANDS:
         print(f"stargan_v2: unknown command {cmd!r}.\n\n{_usage()}", file=sys.stderr); return 2
     mod, fn, _ = SUBCOMMANDS[cmd]
+    if cmd == 'train':
+        from stargan_v2.translator import METHODS   # method name -> its module (lesson 02a); imported only to train
+        model, rest = _pop_model(rest)
+        if model not in METHODS:
+            print(f"stargan_v2 train: unknown --model {model!r}; choose one of {', '.join(sorted(METHODS))}", file=sys.stderr); return 2
+        if model != 'stargan_v2': mod = METHODS[model]
     # fastai (as of 2.8) calls torch.jit.script at import; torch>=2.10 warns about it on every run. Not ours to fix.
     warnings.filterwarnings('ignore', message=r'.*torch\.jit\.script.*deprecated', category=FutureWarning)
     rc = getattr(importlib.import_module(mod), fn)(rest)

@@ -24,6 +24,7 @@ from fastprogress.fastprogress import progress_bar
 class Config:
     "Every setting of one StarGAN v2 run; build with a preset (`Config.afhq()`, …) and change with `.replace(...)`."
     name:str='afhq'            # preset name, recorded in checkpoints
+    model:str='stargan_v2'     # the method; every method's config has this field, so a checkpoint names what made it
     # data
     data:str='afhq'            # 'shapes', 'afhq', 'afhq_v2', 'celeba_hq' or a folder path
     img_size:int=256           # side of the square training images

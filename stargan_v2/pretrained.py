@@ -97,7 +97,7 @@ def reference_translations(nets, # EMA nets (G, E and, with w_hpf>0, the FAN)
                            y_ref:Tensor, # (R,) their domains
                           ) -> Tensor:   # (R,N,3,S,S): row j = every source in the style of reference j
     "Translate every source with the style of every reference."
-    masks = nets.get_masks(x_src)
+    masks = nets.masks(x_src)
     s = nets.style_encoder(x_ref, y_ref)
     return torch.stack([nets.generator(x_src, s[j:j + 1].expand(len(x_src), -1), masks=masks) for j in range(len(x_ref))])
 

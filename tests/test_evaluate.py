@@ -12,6 +12,8 @@ from stargan_v2.core import Config
 from stargan_v2.metrics import list_images, load_images, load_lpips
 from stargan_v2.models import build_nets, ema_copy, Nets
 from stargan_v2.shapes import make_shapes
+from stargan_v2.data import domain_names, DataError
+from stargan_v2.translator import Translator, IdentityTranslator, StarGANv2Translator
 
 
 
@@ -26,24 +28,37 @@ def root(tmp_path_factory):
 def mcache(tmp_path_factory): return tmp_path_factory.mktemp('mcache')
 
 
-class _Identity(nn.Module):
-    def forward(self, x, s, masks=None): return x
-class _Flatten(nn.Module):
-    def forward(self, x, y): return x.flatten(1)
-class _Unflatten(nn.Module):
-    def __init__(self, S): super().__init__(); self.S = S
-    def forward(self, x, s, masks=None): return s.view(-1, 3, self.S, self.S)
-class _RealSample(nn.Module):
-    "F that maps (z, y) to a real training image of domain y (flattened), so latent outputs are real target images."
-    def __init__(self, imgs): super().__init__(); self.imgs, self.lin = imgs, nn.Linear(4, 1)
-    def forward(self, z, y):
-        i = (z[:, 0].abs() * 1e4).long()
-        return torch.stack([self.imgs[int(a)][int(b) % len(self.imgs[int(a)])] for a, b in zip(y, i)]).flatten(1)
+class _RealSample(Translator):
+    "Reference-guided: the reference itself; latent-guided: a real training image of the target domain chosen by z."
+    diverse = reference_guided = True
+    def __init__(self, imgs): self.imgs, self.latent_dim, self.num_domains = imgs, 4, len(imgs)
+    def translate(self, x_src, y_src, y_trg, z=None, x_ref=None):
+        if x_ref is not None: return x_ref.clone()
+        i = (z[:, 0].abs() * 1e4).long(); y = torch.as_tensor(y_trg).expand(len(x_src))
+        return torch.stack([self.imgs[int(a)][int(b) % len(self.imgs[int(a)])] for a, b in zip(y, i)])
 
 def _fakes(root, S=32):
-    doms = E.domain_folders(root)
+    doms = domain_names(root, 'val')
     imgs = [load_images(list_images(root/'train'/d), S).float() / 127.5 - 1 for d in doms]
-    return Nets(_Identity(), _RealSample(imgs), _Flatten()), Nets(_Unflatten(S), _RealSample(imgs), _Flatten())
+    return IdentityTranslator(len(doms), S), _RealSample(imgs)
+
+class _Recolour(Translator):
+    "Deterministic, one G for all domains (like StarGAN v1): keeps the shape and position, rotates the hue by 120° per target."
+    def __init__(self, K=3): self.num_domains, self.calls = K, 0
+    def translate(self, x_src, y_src, y_trg, z=None, x_ref=None):
+        assert z is None and x_ref is None, "a deterministic translator is never given z or references"
+        self.calls += 1
+        k = int(torch.as_tensor(y_trg).flatten()[0])
+        return x_src.roll(k, dims=1)   # permute RGB: a hue rotation of 120°·k
+
+class _Pairwise(Translator):
+    "Pairwise (like DiscoGAN): one 'generator' per ordered pair; records which pairs it was asked for."
+    pairwise, num_generators = True, 6
+    def __init__(self, K=3): self.num_domains, self.pairs = K, set()
+    def translate(self, x_src, y_src, y_trg, z=None, x_ref=None):
+        ys, yt = torch.as_tensor(y_src).expand(len(x_src)), torch.as_tensor(y_trg).expand(len(x_src))
+        self.pairs |= {(int(a), int(b)) for a, b in zip(ys, yt)}
+        return x_src.flip(-1)
 
 CONTRACT = ('acc_latent', 'acc_reference', 'pos_err_latent', 'pos_err_reference', 'hue_err_reference', 'diversity_latent')
 
@@ -63,7 +78,7 @@ def test_shapes_scores_on_constructed_translators(root, mcache):
     assert sc['acc_latent'] > .9 and sc['hue_in_domain_latent'] > .8 and sc['pattern_tv_latent'] < .4
     assert sc['diversity_latent'] > 5 and sc['diversity_l1_latent'] > .01
     assert sc['shapes_fid_latent'] < si['shapes_fid_latent'] / 3
-    assert set(sc['tasks']) == {t[2] for t in E.tasks(E.domain_folders(root))}
+    assert set(sc['tasks']) == {t[2] for t in E.tasks(domain_names(root, 'val'))}
 
 def test_shapes_scores_seeded_and_checked(root, mcache):
     cfg = Config.tiny()
@@ -71,8 +86,8 @@ def test_shapes_scores_seeded_and_checked(root, mcache):
     a = E.shapes_scores(nets, cfg, root, n_per_domain=2, num_outs=2, seed=3, cache=mcache)
     b = E.shapes_scores(nets, cfg, root, n_per_domain=2, num_outs=2, seed=3, cache=mcache)
     np.testing.assert_equal(a, b)   # NaN-aware: a random net's blank outputs have no position
-    with pytest.raises(ValueError, match='num_domains'):
-        E.shapes_scores(nets, cfg.replace(num_domains=2), root, n_per_domain=2, cache=mcache)
+    with pytest.raises(ValueError, match='the model has 2'):
+        E.shapes_scores(build_nets(cfg.replace(num_domains=2)).eval(), cfg, root, n_per_domain=2, cache=mcache)
 
 def test_circular_stats():
     assert E.circ_mean([350, 10]) % 360 == pytest.approx(0, abs=1e-9)
@@ -134,5 +149,28 @@ def test_cli_eval_end_to_end(tmp_path, capsys, monkeypatch):
 def test_cli_eval_errors(tmp_path):
     with pytest.raises(SystemExit): E.cli_eval([])                                   # --checkpoint is required
     run = _run_dir(tmp_path, Config.tiny())
-    with pytest.raises(FileNotFoundError, match='train/ and val/'):
+    with pytest.raises(DataError, match='does not exist'):
         E.cli_eval(['--checkpoint', str(run), '--data', str(tmp_path/'nowhere'), '--random-weights'])
+
+
+def test_deterministic_and_pairwise_translators_are_scored(root, mcache, tmp_path):
+    "Hand-built deterministic and pairwise translators through shapes_scores and the FID/LPIPS protocol (random Inception/AlexNet)."
+    det, pw = _Recolour(), _Pairwise()
+    sd = E.shapes_scores(det, 32, root, n_per_domain=4, num_outs=10, cache=mcache)
+    assert det.calls == 6                                       # once per task: not num_outs times, and no second pass for 'reference'
+    assert sd['diversity_latent'] == 0 and sd['diversity_l1_latent'] == 0
+    assert sd['acc_latent'] < .1 and sd['pos_err_latent'] < .5      # shape and position kept
+    assert sd['hue_err_source_latent'] > 60                     # the colour changed (RGB permutation ≈ 120° hue rotation)
+    assert sd['hue_corr_source_latent'] > .9                    # ...but follows the source's hue exactly, rotated
+    assert sd['hue_err_reference'] > 20                         # it ignores the references
+    sp = E.shapes_scores(pw, 32, root, n_per_domain=4, cache=mcache)
+    assert pw.pairs == {(a, b) for a in range(3) for b in range(3) if a != b}   # told every ordered pair, right sources
+    assert sp['pos_err_latent'] > 1 and sp['diversity_latent'] == 0     # mirrored: the position moves; deterministic
+    from stargan_v2.metrics import inception_features
+    ext = {'official': inception_features('official', None, 'cpu')}
+    kw = dict(extractors=ext, lp=load_lpips(pretrained=False), num_outs=3, bs=4, n_per_domain=2, cache=tmp_path, verbose=False)
+    cfg = Config.tiny()
+    rd, rp = E.evaluate(det, cfg, root, **kw), E.evaluate(pw, cfg, root, **kw)
+    for r in (rd, rp):
+        assert not any('reference' in k for k in r)              # neither is reference-guided: one 'latent' row per task
+        assert r['LPIPS_latent/mean'] == 0 and np.isfinite(r['FID_official_latent/mean'])

@@ -180,7 +180,7 @@ def test_official_format_roundtrip_with_fan(tmp_path):
     cfg2, back = load_nets_ema(tmp_path / '000001_nets_ema.ckpt', cfg)
     x, y = torch.rand(1, 3, 32, 32) * 2 - 1, torch.tensor([1])
     with torch.no_grad():
-        m_a, m_b = ema.get_masks(x), back.get_masks(x)
+        m_a, m_b = ema.masks(x), back.masks(x)
         assert all(torch.equal(a, b) for a, b in zip(m_a, m_b))
         s = ema.style_encoder(x, y)
         assert torch.equal(back.style_encoder(x, y), s)

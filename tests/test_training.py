@@ -94,10 +94,11 @@ def test_cli_train_tiny(tmp_path, capsys):
 
 LEARNER_SURFACE = {
     'Config', 'get_config', 'set_seed', 'show_grid', 'get_dls', 'fixed_batch', 'build_nets', 'ema_copy', 'Nets',
-    'd_loss', 'g_loss', 'ds_weight', 'StarGANTrainer', 'make_optimizers', 'd_step', 'g_step',
+    'd_loss', 'g_loss', 'ds_weight', 'GANTrainer', 'StarGANTrainer', 'make_optimizers', 'd_step', 'g_step',
     'EMACallback', 'DSDecayCallback', 'LossLogCallback', 'SampleGridCallback', 'CheckpointCallback', 'NanGuardCallback',
     'save_checkpoint', 'load_checkpoint', 'plot_losses', 'ConfigMismatch',
-    'stargan_learner', 'train', 'cli_train', 'config_from_args', 'TrainingStopped', 'probe_discriminator'}
+    'Translator', 'StarGANv2Translator', 'translator_grids', 'load_translator',
+    'gan_learner', 'stargan_learner', 'train', 'cli_train', 'config_from_args', 'TrainingStopped'}
 
 def test_learner_star_import_surface():
     ns = {}
@@ -119,3 +120,22 @@ def test_g_step_stopped_mid_step_leaves_no_network_frozen():
         with pytest.raises(TrainingStopped): g_step(nets, optims, cfg, x, y, yt, on_loss=stop, **mode)
         assert all(p.requires_grad for p in nets.parameters())
     assert all(torch.equal(p, before[n]) for n, p in nets.generator.named_parameters())   # nothing was stepped
+
+
+class _ChangeCfg(Callback):
+    "Change the learner's one config after iteration 2 (as a notebook user might: `learn.cfg = learn.cfg.replace(...)`)."
+    def after_batch(self):
+        if self.learn.train_iter == 2: self.learn.cfg = self.learn.cfg.replace(lambda_cyc=3.)
+
+@pytest.mark.reliability
+def test_config_changed_mid_run_is_what_is_trained_and_saved(tmp_path, monkeypatch):
+    "One config path: the trainer reads learn.cfg, and the saved config (state and config.json) is the one trained with."
+    import stargan_v2.trainer as T
+    seen, g_step = [], T.g_step
+    def spy(nets, optims, cfg, *a, **kw): seen.append(cfg.lambda_cyc); return g_step(nets, optims, cfg, *a, **kw)
+    monkeypatch.setattr(T, 'g_step', spy)
+    _run(tmp_path/'r', cbs=[_ChangeCfg()])
+    assert seen == [1., 1., 1., 1., 3., 3., 3., 3.]   # two G steps per iteration, what the G loss was computed with
+    import json
+    assert json.loads((tmp_path/'r'/'config.json').read_text())['lambda_cyc'] == 3.
+    assert safe_load(tmp_path/'r'/'checkpoints'/'000004_state.ckpt')['config']['lambda_cyc'] == 3.
