@@ -7,8 +7,8 @@ Docs: https://stargan-v2-course.github.io/stargan_v2/data.html.md"""
 # %% auto #0
 __all__ = ['IMG_EXTS', 'DATASETS', 'DataError', 'find_images', 'domain_names', 'BadImageError', 'load_rgb', 'load_image',
            'domain_folders', 'load_domain_images', 'DomainFolder', 'augment', 'plan_train_batch', 'StarGANLoader',
-           'data_root', 'get_dls', 'fixed_batch', 'download_dataset', 'download_afhq', 'download_afhq_v2',
-           'download_celeba_hq', 'DatasetReport', 'check_dataset', 'cli_data']
+           'data_root', 'get_dls', 'config_for_data', 'fixed_batch', 'download_dataset', 'download_afhq',
+           'download_afhq_v2', 'download_celeba_hq', 'DatasetReport', 'check_dataset', 'cli_data']
 
 # %% ../nbs/04a_data.ipynb #257ac50c
 import argparse, copy, math, os, shutil, sys, warnings, zipfile
@@ -291,7 +291,7 @@ def get_dls(cfg:Config,                # the run's configuration (img_size, num_
     if tr.domains != va.domains: raise DataError(f"{root}/train has domains {tr.domains} but {root}/val has {va.domains}; make them the same.")
     if len(tr.domains) != cfg.num_domains:
         raise DataError(f"{root} has {len(tr.domains)} domains {tr.domains}, but cfg.num_domains={cfg.num_domains}. "
-                        f"Use cfg.replace(num_domains={len(tr.domains)}) or another folder.")
+                        f"Use cfg.replace(num_domains={len(tr.domains)}) (or `config_for_data(cfg, root)`), or another folder.")
     nw = cfg.num_workers if num_workers is None else num_workers
     dev = default_device(device)
     dl_t = StarGANLoader(tr, bs or cfg.batch_size, cfg.latent_dim, cfg.img_size, True, cfg.randcrop_prob, num_workers=nw)
@@ -299,6 +299,19 @@ def get_dls(cfg:Config,                # the run's configuration (img_size, num_
     dls = DataLoaders(dl_t, dl_v, path=root, device=dev)
     dls.domains = tr.domains
     return dls
+
+# %% ../nbs/04a_data.ipynb #c59b55fc
+def config_for_data(cfg:Config,               # a preset's config
+                    root,                     # your dataset folder: root/{train,val}/<domain>/
+                    num_domains:int|None=None # an explicit K; it must match the folder
+                   ) -> Config:
+    "`cfg` for the dataset folder `root`: `data` records the folder (so resume, eval and sample find it again) and `num_domains` is its number of domains."
+    root = Path(root).expanduser().resolve()
+    doms = domain_names(root, 'train')
+    if num_domains is not None and num_domains != len(doms):
+        raise DataError(f"num_domains={num_domains} was asked for, but {root/'train'} has {len(doms)} domain folders {doms}. "
+                        f"Drop the setting (it is read from the folder) or fix the folders.")
+    return cfg.replace(data=str(root), num_domains=len(doms))
 
 # %% ../nbs/04a_data.ipynb #00bc229c
 def fixed_batch(dls:DataLoaders, n:int|None=None) -> tuple:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn, Tensor
-from .core import Config, cache_dir, module_device, default_device, to_uint8
+from .core import Config, cache_dir, module_device, default_device, to_uint8, progress
 from .metrics import (frechet_distance, fid_to_stats, activation_stats, list_images, load_images, folder_stats,
                                 inception_features, load_lpips, lpips_diversity, _files_key)
 from .shapes import measure_shapes, shapes_path, hue_dist, SHAPE_DOMAINS, PATTERNS
@@ -252,7 +252,7 @@ def evaluate(model, cfg, root,               # any `Translator` (or StarGAN v2 E
     real = {t: folder_stats(root/'train'/t, extractors, cfg.img_size, bs, cache, verbose) for t in doms} if extractors else {}
     for mode in modes:
         gen = torch.Generator().manual_seed(seed)
-        for src, trg, name in tasks(doms):
+        for src, trg, name in progress(list(tasks(doms)), show=verbose, comment=f'{mode} tasks'):
             t0 = time.time()
             feats, lps = evaluate_task(tr, val[src][:n_per_domain], doms.index(src), doms.index(trg), mode, extractors, lp, num_outs, bs,
                                        val[trg], gen, None if save_dir is None else Path(save_dir)/mode/name)
@@ -299,6 +299,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--save-images', action='store_true', help='also write every output as PNG, like the official code')
     p.add_argument('--random-weights', action='store_true', help='random Inception/AlexNet (offline plumbing test; numbers are meaningless)')
     p.add_argument('--no-shapes', action='store_true', help='skip the Shapes scores on a Shapes dataset')
+    p.add_argument('--log', nargs='+', default=[], choices=['csv', 'tensorboard', 'wandb'], help="also add the scores to the run's trackers (lesson 06b)")
     return p
 
 # %% ../nbs/08a_evaluate.ipynb #fb80e6d7
@@ -336,6 +337,9 @@ def cli_eval(argv:list) -> int:
     tab = {k: v for k, v in res.items() if isinstance(v, float) and not k.startswith('shapes/')}
     if tab: print(results_table(tab))   # FID/LPIPS per task; empty with --fid none --no-lpips
     print(f"wrote {pj} and {pm} ({time.time()-t0:.0f}s)")
+    if a.log:
+        from stargan_v2.tracking import log_scores
+        log_scores(a.log, run_dir_of(a.checkpoint), res, step=cfg.total_iters, cfg=cfg)
     return 0
 
 # %% ../nbs/08a_evaluate.ipynb #7e403e51

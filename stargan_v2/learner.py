@@ -13,7 +13,7 @@ __all__ = ['gan_learner', 'stargan_learner', 'TrainingStopped', 'train', 'config
            'translator_grids', 'load_translator']
 
 # %% ../nbs/07_learner.ipynb #83b3371a
-import argparse, json, sys, time
+import argparse, json, shutil, sys, time
 from dataclasses import asdict
 from pathlib import Path
 import pandas as pd
@@ -22,7 +22,7 @@ from fastai.learner import Learner
 from .core import Config, get_config, set_seed, show_grid, default_device, module_device, PRESETS, DownloadError
 from .models import build_nets, ema_copy, Nets
 from .losses import d_loss, g_loss, ds_weight
-from .data import get_dls, fixed_batch, data_root, DataError
+from .data import get_dls, fixed_batch, data_root, DataError, config_for_data
 from .trainer import GANTrainer, StarGANTrainer, make_optimizers, d_step, g_step
 from .translator import Translator, StarGANv2Translator, translator_grids, load_translator
 from .callbacks import (EMACallback, DSDecayCallback, LossLogCallback, SampleGridCallback, CheckpointCallback,
@@ -115,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
                                 "built-in Shapes dataset on a CPU in minutes.")
     p.add_argument('--preset', default='shapes', choices=[x for x in PRESETS], help='configuration preset (default: shapes)')
     p.add_argument('--data', dest='root', default=None, help='dataset folder (domain folders under train/ and val/); default: the preset\'s')
-    p.add_argument('--out', default=None, help='output folder (default: runs/<preset>)')
+    p.add_argument('--out', default=None, help='output folder (default: runs/<data folder name> with --data, else runs/<preset>)')
     p.add_argument('--iters', type=int, default=None, help='total iterations (default: the preset\'s)')
     p.add_argument('--batch-size', type=int, default=None, help='batch size')
     p.add_argument('--device', default=None, help='cpu, cuda, cuda:1, mps (default: best available)')
@@ -125,6 +125,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--resume', action='store_true', help='continue from the latest checkpoint in --out')
     p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='override any Config field, e.g. lambda_ds=2 lr=2e-4')
     p.add_argument('--quiet', action='store_true', help='no log lines on stdout (log.txt is still written)')
+    p.add_argument('--log', nargs='+', default=[], choices=['csv', 'tensorboard', 'wandb'],
+                   help='also track the run with these (lesson 06b): metrics.csv, TensorBoard (tb/), W&B (offline unless WANDB_MODE=online)')
     return p
 
 # %% ../nbs/07_learner.ipynb #e266bf66
@@ -144,19 +146,38 @@ def config_from_args(a) -> Config:
     for k, v in (('total_iters', a.iters), ('batch_size', a.batch_size), ('seed', a.seed), ('num_workers', a.workers)):
         if v is not None: kw[k] = v
     if a.iters is not None and 'ds_iter' not in kw: kw['ds_iter'] = a.iters if cfg.ds_iter == cfg.total_iters else cfg.ds_iter
-    return cfg.replace(**kw)
+    cfg = cfg.replace(**kw)
+    if a.root is not None: cfg = config_for_data(cfg, a.root, kw.get('num_domains'))   # recorded; K from the folder
+    return cfg
+
+def _run_data(a, out:Path) -> None:
+    "On --resume without --data, the run's own dataset (from its config.json) rather than the preset's."
+    f = out/'config.json'
+    if a.resume and a.root is None and f.exists():
+        data = json.loads(f.read_text()).get('data')
+        if data and data != get_config(a.preset).data: a.root = data
 
 def cli_train(argv:list) -> int:
     "`stargan_v2 train [--preset shapes] [--out DIR] [--iters N] [--resume] ...`"
     a = _parser().parse_args(argv)
-    cfg = config_from_args(a)
-    if a.threads: torch.set_num_threads(a.threads)
-    out = Path(a.out or Path('runs')/a.preset)
-    print(f"stargan_v2 train: preset {a.preset}, {cfg.total_iters} iterations, batch {cfg.batch_size}, "
-          f"{cfg.img_size}px -> {out}", flush=True)
-    t0 = time.time()
-    try: learn = train(cfg, out, root=a.root, device=a.device, resume=a.resume, verbose=not a.quiet)
-    except (FileExistsError, FileNotFoundError, ConfigMismatch, TrainingStopped, DataError, DownloadError) as e:
+    out = Path(a.out or Path('runs')/(Path(a.root).expanduser().resolve().name if a.root else a.preset))
+    _run_data(a, out)
+    existed = out.exists()
+    try:
+        cfg = config_from_args(a)
+        if a.threads: torch.set_num_threads(a.threads)
+        print(f"stargan_v2 train: preset {a.preset}, data {cfg.data} ({cfg.num_domains} domains), {cfg.total_iters} iterations, "
+              f"batch {cfg.batch_size}, {cfg.img_size}px -> {out}", flush=True)
+        t0 = time.time()
+        cbs = []
+        if a.log:
+            from stargan_v2.tracking import TrackingCallback, make_trackers
+            cbs = [TrackingCallback(make_trackers(a.log, out, cfg))]
+        learn = train(cfg, out, device=a.device, resume=a.resume, verbose=not a.quiet, cbs=cbs)
+    except Exception as e:
+        from stargan_v2.tracking import TrackingUnavailable
+        if not existed and out.is_dir() and not any(p.is_file() for p in out.rglob('*')): shutil.rmtree(out)   # leave nothing behind
+        if not isinstance(e, (FileExistsError, FileNotFoundError, ConfigMismatch, TrainingStopped, DataError, DownloadError, TrackingUnavailable)): raise
         print(f"stargan_v2 train: {e}", file=sys.stderr); return 1
     print(f"done: iteration {learn.train_iter} in {time.time() - t0:.0f} s. EMA weights: "
           f"{out}/checkpoints/{learn.train_iter:06d}_nets_ema.ckpt; samples: {out}/samples/; loss plot: {out}/losses.png", flush=True)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from PIL import Image
-from .core import cache_dir, download_url, to_uint8, DownloadError
+from .core import cache_dir, download_url, to_uint8, DownloadError, progress
 
 # %% ../nbs/08_metrics.ipynb #dfc6d230
 def _sqrtm(a):
@@ -266,11 +266,11 @@ def _files_key(files, *extra) -> str:
     return h.hexdigest()[:16]
 
 @torch.no_grad()
-def extract_features(extractor, files, img_size:int, bs:int=50):  # (N,D) on the CPU, or {name: (N,D)}
-    "Features of image files, in batches; `extractor` is a module or a dict of them (each image is read once)."
+def extract_features(extractor, files, img_size:int, bs:int=50, show:bool=False):  # (N,D) on the CPU, or {name: (N,D)}
+    "Features of image files, in batches (a progress bar with `show`); `extractor` is a module or a dict of them (each image is read once)."
     exts = extractor if isinstance(extractor, dict) else {'': extractor}
     feats = {k: [] for k in exts}
-    for i in range(0, len(files), bs):
+    for i in progress(range(0, len(files), bs), show=show, comment=f'features of {len(files)} images'):
         ims = load_images(files[i:i+bs], img_size)
         for k, e in exts.items(): feats[k].append(e(ims).cpu())
     feats = {k: torch.cat(v) for k, v in feats.items()}
@@ -298,7 +298,7 @@ def folder_stats(folder,                 # a folder of images, e.g. root/train/d
     todo = {k: e for k, e in exts.items() if k not in out}
     if todo:
         if verbose: print(f"Computing statistics of {len(files)} images in {folder} for {list(todo)} ...")
-        for k, f in extract_features(todo, files, img_size, bs).items():
+        for k, f in extract_features(todo, files, img_size, bs, show=verbose).items():
             out[k] = activation_stats(f)
             if paths[k] is not None:
                 paths[k].parent.mkdir(parents=True, exist_ok=True)

@@ -247,8 +247,8 @@ def write_gif(frames:np.ndarray, # (T,H,W,3) uint8
 def _sample_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='stargan_v2 sample', description='Write the reference grid, latent grids, the cycle strip and an interpolation video for a checkpoint.')
     p.add_argument('--checkpoint', required=True, help='a *_nets_ema.ckpt file, or a run/checkpoints folder (latest step)')
-    p.add_argument('--src', required=True, help='folder of source images, one sub-folder per domain')
-    p.add_argument('--ref', required=True, help='folder of reference images, one sub-folder per domain')
+    p.add_argument('--src', default=None, help="folder of source images, one sub-folder per domain (default: the run's data, val/)")
+    p.add_argument('--ref', default=None, help="folder of reference images, one sub-folder per domain (default: the run's data, val/)")
     p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--psi', type=float, nargs='+', default=[1.0], help='truncation values for the latent grids')
     p.add_argument('--n-latent', type=int, default=10, help='random codes (rows) per latent grid')
@@ -283,6 +283,11 @@ def cli_sample(argv:list|None=None) -> int:
         fan = load_fan(a.wing)
     cfg, nets = load_nets_ema(a.checkpoint, fan=fan)
     nets = _attach_fan(cfg, nets.to(dev).eval(), a.wing, dev)
+    if a.src is None or a.ref is None:   # the run's own dataset, as its config records it (`--data` of `stargan_v2 train`)
+        from stargan_v2.data import data_root, DataError
+        try: val = data_root(cfg.data)/'val'
+        except DataError as e: print(f"stargan_v2 sample: {e}", file=sys.stderr); return 2
+        a.src, a.ref = a.src or val, a.ref or val
     x_src, y_src, doms = load_domain_images(a.src, cfg.img_size, a.n_src)
     x_ref, y_ref, _ = load_domain_images(a.ref, cfg.img_size, a.n_ref, domains=doms)
     if len(doms) != num_domains_of(nets):

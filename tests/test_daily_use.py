@@ -60,3 +60,73 @@ def test_notebooks_run_without_dev_packages(nb):
         for l in body:
             if re.match(r'\s*(from|import)\s+(nbdev|pytest|pytorch_fid|playwright|voila)\b', l):
                 assert l.startswith((' ', '\t')) and 'except ImportError' in s, f"{nb.name}: unguarded dev import {l.strip()!r}"
+
+
+# ---- your own data, end to end through the console script: train (tracked), resume, eval and sample without --data
+def _own_folder(root:Path) -> Path:
+    import shutil
+    from stargan_v2.shapes import shapes_path
+    for s in ('train', 'val'):
+        for dom in ('circle', 'square'):
+            (root/s/dom).mkdir(parents=True)
+            for f in sorted((shapes_path()/s/dom).glob('*.png'))[:12]: shutil.copy(f, root/s/dom/f.name)
+    return root
+
+def test_own_data_train_track_eval_sample(tmp_path, monkeypatch):
+    import importlib.util, pandas as pd
+    from stargan_v2.cli import main
+    data = _own_folder(tmp_path/'my photos')
+    monkeypatch.chdir(tmp_path)
+    logs = ['csv'] + (['tensorboard'] if importlib.util.find_spec('tensorboard') else [])
+    rc, out, err = _run(main, ['train', '--preset', 'tiny', '--data', str(data), '--iters', '2', '--device', 'cpu',
+                               '--set', 'save_every=2', 'sample_every=2', 'print_every=1', '--quiet', '--log', *logs])
+    assert rc == 0, err
+    run = tmp_path/'runs'/'my photos'                                   # named after the data
+    cfg = json.loads((run/'config.json').read_text())
+    assert cfg['data'] == str(data.resolve()) and cfg['num_domains'] == 2
+    m = pd.read_csv(run/'metrics.csv')
+    assert {'D/latent_real', 'G/ref_cyc', 'lambda_ds', 'lr/generator', 'samples/reference'} <= set(m.key)
+    if 'tensorboard' in logs: assert list((run/'tb').glob('events.out.tfevents.*'))
+    # resume without --data: the run's own folder, not the preset's Shapes
+    rc, out, err = _run(main, ['train', '--preset', 'tiny', '--out', str(run), '--iters', '3', '--device', 'cpu',
+                               '--set', 'save_every=3', 'ds_iter=2', '--resume', '--quiet'])
+    assert rc == 0, err
+    # eval without --data finds the folder in the config; --log adds the scores to the run
+    rc, out, err = _run(main, ['eval', '--checkpoint', str(run), '--fid', 'none', '--no-lpips', '--n-per-domain', '2',
+                               '--num-outs', '1', '--device', 'cpu', '--log', 'csv'])
+    assert rc == 0, err
+    assert any(k.startswith('eval/shapes/') for k in pd.read_csv(run/'metrics.csv').key), 'scores not logged'
+    # sample without --src/--ref: the run's val/ folder
+    rc, out, err = _run(main, ['sample', '--checkpoint', str(run), '--out', str(tmp_path/'s'), '--n-src', '1', '--n-ref', '1',
+                               '--n-latent', '1', '--no-video', '--device', 'cpu'])
+    assert rc == 0, err
+    assert (tmp_path/'s'/'reference.jpg').exists()
+
+def test_train_mismatched_domains_is_clear_and_leaves_nothing(tmp_path, monkeypatch):
+    from stargan_v2.cli import main
+    data = _own_folder(tmp_path/'d')
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = _run(main, ['train', '--preset', 'tiny', '--data', str(data), '--set', 'num_domains=3', '--quiet'])
+    assert rc == 1 and 'num_domains=3' in err and 'has 2 domain folders' in err and 'Traceback' not in err
+    rc, _, err = _run(main, ['train', '--preset', 'tiny', '--data', str(tmp_path/'missing'), '--quiet'])
+    assert rc == 1 and 'does not exist' in err
+    assert not (tmp_path/'runs').exists() or not any((tmp_path/'runs').iterdir())
+
+def test_log_backend_missing_package_is_clear(tmp_path, monkeypatch):
+    import builtins
+    from stargan_v2.tracking import make_trackers, TrackingUnavailable
+    real = builtins.__import__
+    def fake(name, *a, **k):
+        if name.split('.')[0] == 'wandb': raise ImportError('no wandb')
+        return real(name, *a, **k)
+    monkeypatch.setattr(builtins, '__import__', fake)
+    with pytest.raises(TrackingUnavailable, match='pip install wandb'): make_trackers(['wandb'], tmp_path)
+
+def test_wandb_tracker_offline(tmp_path, monkeypatch):
+    pytest.importorskip('wandb')
+    monkeypatch.delenv('WANDB_MODE', raising=False)
+    from stargan_v2.tracking import make_trackers
+    (t,) = make_trackers(['wandb'], tmp_path)
+    t.log({'D/latent_real': 1.0, 'lambda_ds': 0.5}, 1); t.close()
+    runs = list((tmp_path/'wandb').glob('offline-run-*'))                # offline by default: nothing left the machine
+    assert len(runs) == 1 and list(runs[0].glob('*.wandb'))
