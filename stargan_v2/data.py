@@ -432,7 +432,7 @@ def check_dataset(root,                   # dataset folder, laid out as root/{tr
 # %% ../nbs/04a_data.ipynb #fa67d587
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='stargan_v2 data', description='Make, check or download a dataset of domain folders.')
-    sub = p.add_subparsers(dest='cmd', required=True, metavar='{shapes,check,download}')
+    sub = p.add_subparsers(dest='cmd', required=True, metavar='{shapes,check,download,align}')
     s = sub.add_parser('shapes', help='generate the Shapes dataset')
     s.add_argument('--out', default=None, help="output folder (default: the cache's shapes/)")
     s.add_argument('--seed', type=int, default=0); s.add_argument('--n-train', type=int, default=500)
@@ -443,6 +443,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument('name', choices=tuple(DATASETS))
     d.add_argument('--root', '--cache', dest='cache', default=None, help='folder to download into (default: the stargan_v2 cache)')
     d.add_argument('--url', default=None, help='a mirror or a local file:// zip instead of the official URL')
+    al = sub.add_parser('align', help='crop and align face photos like CelebA-HQ with the FAN (lesson 04b)')
+    al.add_argument('src', help='folder of photos (any tree)'); al.add_argument('dst', help='output folder (same tree, PNG)')
+    al.add_argument('--img-size', type=int, default=256); al.add_argument('--wing', default=None, help='wing.ckpt (default: the cached one)')
+    al.add_argument('--lm-mean', default=None, help='celeba_lm_mean.npz (default: the cached one)'); al.add_argument('--device', default=None)
     return p
 
 # %% ../nbs/04a_data.ipynb #8a3f8023
@@ -454,8 +458,11 @@ def cli_data(argv:list|None=None) -> int:
             out = Path(a.out) if a.out else cache_dir('shapes')
             df = make_shapes(out, a.n_train, a.n_val, size=a.size, seed=a.seed)
             print(f"Wrote {len(df)} images and metadata.csv to {out}"); return 0
+        if a.cmd == 'align':
+            from stargan_v2.align import cli_align
+            return cli_align(a)
         if a.cmd == 'check':
             rep = check_dataset(a.root, a.img_size); print(rep); return 0 if rep.ok else 1
         root = download_dataset(a.name, a.cache, a.url); print(f"{a.name} is ready in {root}"); return 0
-    except (DataError, DownloadError) as e:
+    except (DataError, DownloadError, FileNotFoundError, ValueError) as e:
         print(f"stargan_v2 data: {e}", file=sys.stderr); return 1

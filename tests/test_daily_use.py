@@ -130,3 +130,25 @@ def test_wandb_tracker_offline(tmp_path, monkeypatch):
     t.log({'D/latent_real': 1.0, 'lambda_ds': 0.5}, 1); t.close()
     runs = list((tmp_path/'wandb').glob('offline-run-*'))                # offline by default: nothing left the machine
     assert len(runs) == 1 and list(runs[0].glob('*.wandb'))
+
+
+# ---- stargan_v2 data align: the FAN with random weights for the plumbing (the geometry is checked in lesson 04b)
+def test_data_align_command(tmp_path, monkeypatch):
+    import numpy as np, torch
+    from PIL import Image
+    import stargan_v2.fan as fan_mod
+    torch.manual_seed(0)
+    monkeypatch.setattr(fan_mod, 'load_fan', lambda path=None, **k: fan_mod.FAN())   # no download: random weights
+    for dom in ('female', 'male'):
+        (tmp_path/'photos'/dom).mkdir(parents=True)
+        Image.fromarray((np.random.rand(90, 70, 3) * 255).astype(np.uint8)).save(tmp_path/'photos'/dom/'a.jpg')
+    lm = np.random.default_rng(0).uniform(60, 200, (98, 2)); np.savez(tmp_path/'lm.npz', mean=lm)
+    rc, out, err = _run(cli_data, ['align', str(tmp_path/'photos'), str(tmp_path/'aligned'), '--img-size', '32',
+                                   '--lm-mean', str(tmp_path/'lm.npz'), '--device', 'cpu'])
+    assert rc == 0, err
+    assert sorted(p.relative_to(tmp_path/'aligned').as_posix() for p in (tmp_path/'aligned').rglob('*.png')) == ['female/a.png', 'male/a.png']
+    assert Image.open(tmp_path/'aligned'/'male'/'a.png').size == (32, 32)
+    rc, out, err = _run(cli_data, ['align', str(tmp_path/'photos'), str(tmp_path/'x'), '--lm-mean', str(tmp_path/'none.npz')])
+    assert rc == 1 and 'weights download wing' in err and 'Traceback' not in err
+    rc, out, err = _run(cli_data, ['align', str(tmp_path/'empty'), str(tmp_path/'x'), '--lm-mean', str(tmp_path/'lm.npz')])
+    assert rc == 1 and 'no png/jpg/jpeg images' in err
