@@ -46,10 +46,11 @@ def main():
     # a fresh process per notebook (like a fresh runtime), `workers` at a time
     with ProcessPoolExecutor(a.workers, mp_context=mp.get_context('spawn'), max_tasks_per_child=1) as ex:
         futs = [ex.submit(run_one, nb) for nb in a.notebooks]
-        results = [f.result() for f in as_completed(futs)]
+        results = []
+        for f in as_completed(futs):
+            results.append(r := f.result())
+            print(f"{'ok  ' if r[1] else 'FAIL'} {Path(r[0]).name}: {r[2]:.0f} s", flush=True)
     failed = [r for r in results if not r[1]]
-    for path, ok, secs, err in sorted(results, key=lambda r: -r[2]):
-        print(f"{'ok  ' if ok else 'FAIL'} {Path(path).name}: {secs:.0f} s")
     for path, _, _, err in failed: print(f"\n=== {path} failed:\n{err}", file=sys.stderr)
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
