@@ -9,7 +9,7 @@ Cells flagged `#| hide` are left out and `#| ...` directive lines are stripped, 
 
 --mathjax URL_OR_DIR: MathJax 2 to load (default: the CDN nbconvert uses). A local folder (e.g. Debian's
 /usr/share/javascript/mathjax from `apt-get install libjs-mathjax`) is linked into the site, so it renders offline."""
-import argparse, copy, json, re, shutil, sys, html
+import argparse, copy, html, json, os, re, shutil, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +77,10 @@ def readme_notebook(pages) -> dict:
 
 def build(out:Path, mathjax:str|None=None, only:list|None=None) -> list:
     "Render the site into `out`; `only`: notebook names to render (default: all; the nav always lists all)."
+    # nbconvert's templates live in the Python installation's share/jupyter, which a virtual environment does not search
+    base = Path(sys.base_prefix)/'share'/'jupyter'
+    if base.is_dir() and str(base) not in os.environ.get('JUPYTER_PATH', '').split(os.pathsep):
+        os.environ['JUPYTER_PATH'] = os.pathsep.join(filter(None, [os.environ.get('JUPYTER_PATH'), str(base)]))
     import nbformat
     from nbconvert import HTMLExporter, MarkdownExporter
     out = Path(out); shutil.rmtree(out, ignore_errors=True); out.mkdir(parents=True)

@@ -55,6 +55,8 @@ def test_site_pages_and_docstring_links(site):
     assert (out/'index.html').exists() and (out/'losses.html').exists() and (out/'losses.html.md').exists()
     link = re.search(r'Docs: (\S+)', L.__doc__).group(1)
     assert link.endswith('/losses.html.md')   # the module docstring's link names a page the site has
+    if (out/'explorer.html').exists():          # the full site: the explorers' static figures are on their page
+        assert (out/'explorer.html').read_text().count('src="data:image/png') >= 3
 
 def test_home_page_renders(site, page):
     out, url = site
