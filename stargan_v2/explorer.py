@@ -18,8 +18,8 @@ from torch import Tensor
 from PIL import Image
 import ipywidgets as W
 from .core import to_uint8, module_device
-from .sampling import (translate_latent, translate_reference, mean_styles, truncate, make_z, latent_dim_of,
-                                 num_domains_of, get_masks)
+from .translator import StarGANv2Translator, as_labels
+from .sampling import translate_latent, mean_styles, make_z, render_styles
 from .data import load_image
 
 # %% ../nbs/11_explorer.ipynb #c4c72fcf
@@ -49,7 +49,7 @@ def render_latent(nets, x_src:Tensor,  # (3,H,W) one source
                   s_avg:Tensor|None=None, # (K,style_dim) mean styles, needed when psi != 1
                  ) -> Tensor:           # (1+len(seeds),3,H,W): the source, then the outputs
     "The source followed by its translation into `y_trg` with the style of each seed."
-    zs = torch.cat([make_z(1, latent_dim_of(nets), int(s)) for s in seeds]).to(x_src.device)
+    zs = torch.cat([make_z(1, nets.latent_dim, int(s)) for s in seeds]).to(x_src.device)
     xs = x_src[None].expand(len(zs), -1, -1, -1)
     return torch.cat([x_src[None], translate_latent(nets, xs, y_trg, z_trg=zs, psi=psi, s_avg=s_avg)])
 
@@ -80,10 +80,10 @@ def latent_explorer(nets, x_pool:Tensor, y_pool:Tensor, domains:list, # images t
 @torch.no_grad()
 def render_reference(nets, x_src:Tensor, # (3,H,W) source
                      x_ref:Tensor,        # (3,H,W) reference
-                     y_ref:int,           # domain of the reference (the style-encoder head to use)
+                     y_ref:int,           # domain of the reference: the target domain (the style-encoder head to use)
                     ) -> Tensor:          # (3,3,H,W): source, reference, output
     "Source, reference and the source translated with the reference's style."
-    out = translate_reference(nets, x_src[None], x_ref[None], y_ref)[0]
+    out = StarGANv2Translator(nets)(x_src[None], None, y_ref, x_ref=x_ref[None])[0]   # StarGAN v2 ignores y_src
     return torch.stack([x_src, x_ref, out])
 
 def image_from_bytes(b:bytes, img_size:int) -> Tensor:
@@ -134,20 +134,20 @@ def end_styles(nets, mode:str, # 'references', 'latents' or 'domains'
     "The two end styles of an interpolation, from two references, two seeds, or one z in two domains."
     dev = module_device(nets.mapping_network)
     if mode == 'references':
-        return tuple(nets.style_encoder(x[None].to(dev), torch.tensor([int(yy)], device=dev))[0] for x, yy in (a, b))
+        return tuple(nets.style(as_labels(int(yy), 1, dev), x_ref=x[None].to(dev))[0] for x, yy in (a, b))
     if mode == 'latents':
-        z = torch.cat([make_z(1, latent_dim_of(nets), int(s)) for s in (a, b)]).to(dev)
-        return tuple(nets.mapping_network(z, torch.tensor([y, y], device=dev)))
+        z = torch.cat([make_z(1, nets.latent_dim, int(s)) for s in (a, b)]).to(dev)
+        return tuple(nets.style(as_labels(y, 2, dev), z=z))
     if mode == 'domains':
-        z = make_z(1, latent_dim_of(nets), seed).to(dev).expand(2, -1)
-        return tuple(nets.mapping_network(z, torch.tensor([int(a), int(b)], device=dev)))
+        z = make_z(1, nets.latent_dim, seed).to(dev).expand(2, -1)
+        return tuple(nets.style(as_labels([int(a), int(b)], 2, dev), z=z))
     raise ValueError(f"mode must be 'references', 'latents' or 'domains', not {mode!r}")
 
 @torch.no_grad()
 def render_interp(nets, x_src:Tensor, s0:Tensor, s1:Tensor, t:float) -> Tensor: # (4,3,H,W)
     "Source, G(x, s0), G(x, lerp(s0, s1, t)) and G(x, s1)."
     s = torch.stack([s0, torch.lerp(s0, s1, float(t)), s1])
-    return torch.cat([x_src[None], nets.generator(x_src[None].expand(3, -1, -1, -1), s, masks=get_masks(nets, x_src[None].expand(3, -1, -1, -1)))])
+    return torch.cat([x_src[None], render_styles(nets, x_src[None], s)[:, 0]])
 
 # %% ../nbs/11_explorer.ipynb #3fb32986
 def interp_explorer(nets, x_pool:Tensor, y_pool:Tensor, domains:list, size:int=96) -> W.VBox:
@@ -186,7 +186,7 @@ class StylePCA:
 def style_pca(nets, y:int, k:int=4, n:int=2000, seed:int=0) -> StylePCA:
     "The top-`k` principal directions of F's styles for domain `y`, from `n` seeded codes."
     dev = module_device(nets.mapping_network)
-    s = nets.mapping_network(make_z(n, latent_dim_of(nets), seed, dev), torch.full((n,), y, device=dev))
+    s = nets.style(as_labels(y, n, dev), z=make_z(n, nets.latent_dim, seed, dev))
     mean = s.mean(0)
     _, sv, vh = torch.linalg.svd(s - mean, full_matrices=False)
     return StylePCA(mean, vh[:k], sv[:k] / (n - 1) ** .5, y)
@@ -199,8 +199,7 @@ def pca_style(pca:StylePCA, coeffs) -> Tensor:
 @torch.no_grad()
 def render_style_space(nets, x_src:Tensor, pca:StylePCA, coeffs) -> Tensor: # (2,3,H,W)
     "Source and its translation with the style at `coeffs` along the principal directions."
-    out = nets.generator(x_src[None], pca_style(pca, coeffs)[None], masks=get_masks(nets, x_src[None]))
-    return torch.cat([x_src[None], out])
+    return torch.cat([x_src[None], render_styles(nets, x_src[None], pca_style(pca, coeffs)[None])[0]])
 
 # %% ../nbs/11_explorer.ipynb #ca7f74d2
 def _shape_changes(lo, hi) -> dict:
@@ -220,13 +219,13 @@ def direction_effects(nets, x_src:Tensor, # (N,3,H,W) sources
     "Which Shapes attribute each principal direction controls, measured from the pixels."
     import pandas as pd
     if measure is None: from stargan_v2.shapes import measure_shapes as measure
-    rows, masks = [], get_masks(nets, x_src)
+    rows = []
     for p in pcas:
         for i in range(len(p.dirs)):
             c = torch.zeros(i + 1); outs = []
             for sign in (-1, 1):
                 c[i] = sign * amount
-                outs.append(measure(nets.generator(x_src, pca_style(p, c).expand(len(x_src), -1), masks=masks)))
+                outs.append(measure(render_styles(nets, x_src, pca_style(p, c)[None])[0]))
             sc = _shape_changes(*outs)
             rows.append({'domain': p.y, 'direction': i, 'std': float(p.std[i]), **sc, 'controls': max(sc, key=sc.get)})
     return pd.DataFrame(rows)

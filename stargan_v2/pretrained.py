@@ -13,7 +13,8 @@ import argparse, os, sys, zipfile
 from pathlib import Path
 import torch
 from torch import Tensor
-from .core import Config, cache_dir, download_url, DownloadError, count_params, translation_grid
+from .core import Config, cache_dir, download_url, DownloadError, count_params
+from .translator import StarGANv2Translator, translator_grids
 from .fan import WING_URL
 from .checkpoints import NET_NAMES, safe_load, infer_config, load_nets_ema, UnsafeCheckpointError
 from .data import load_domain_images
@@ -90,16 +91,13 @@ def load_pretrained(name:str,        # 'afhq' or 'celeba_hq'
     return load_nets_ema(path, cfg or getattr(Config, name)(), fan=fan, device=device)
 
 # %% ../nbs/09_pretrained.ipynb #42e42c8e
-@torch.no_grad()
 def reference_translations(nets, # EMA nets (G, E and, with w_hpf>0, the FAN)
                            x_src:Tensor, # (N,3,S,S) sources in [-1,1]
                            x_ref:Tensor, # (R,3,S,S) references
                            y_ref:Tensor, # (R,) their domains
-                          ) -> Tensor:   # (R,N,3,S,S): row j = every source in the style of reference j
-    "Translate every source with the style of every reference."
-    masks = nets.masks(x_src)
-    s = nets.style_encoder(x_ref, y_ref)
-    return torch.stack([nets.generator(x_src, s[j:j + 1].expand(len(x_src), -1), masks=masks) for j in range(len(x_ref))])
+                          ) -> Tensor:   # (R+1,N+1,3,S,S) on the CPU: sources on top, references on the left
+    "Translate every source with the style of every reference, in the official grid layout."
+    return translator_grids(StarGANv2Translator(nets), x_src, 0, x_ref, y_ref)['reference']   # StarGAN v2 ignores y_src
 
 # %% ../nbs/09_pretrained.ipynb #a046a613
 def download_representative(root=None, url:str=REPRESENTATIVE_URL) -> Path:

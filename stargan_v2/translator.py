@@ -104,7 +104,7 @@ def translator_grids(tr:Translator,
                      x_ref:Tensor|None=None, y_ref=None, # (R,3,S,S) references (the left column) and their domains
                      z:Tensor|None=None,        # (Z,latent_dim) latent codes for the latent grid
                     ) -> dict:                  # {'reference'|'latent'|'domains': (rows+1, N+1, 3, S, S)}
-    "Every grid a translator supports, in the official layout: 'reference' (reference-guided), 'latent' (diverse), 'domains' (deterministic)."
+    "Every grid a translator supports, in the official layout: 'reference' (reference-guided), 'latent' (diverse), 'domains' (neither diverse nor reference-guided)."
     out = {}
     if tr.reference_guided and x_ref is not None:
         y_ref = as_labels(y_ref, len(x_ref)).tolist()
@@ -112,7 +112,7 @@ def translator_grids(tr:Translator,
     if tr.diverse and z is not None:
         rows = [dict(y_trg=k, z=zi) for k in range(tr.num_domains) for zi in z]
         out['latent'] = translation_grid(x_src.cpu(), None, _rows(tr, x_src, y_src, rows).cpu())
-    if not tr.diverse and not (tr.reference_guided and type(tr) is not CopyReferenceTranslator):
+    if not tr.diverse and not tr.reference_guided:   # needs neither z nor a reference: one row per target domain
         out['domains'] = translation_grid(x_src.cpu(), None, _rows(tr, x_src, y_src, [dict(y_trg=k) for k in range(tr.num_domains)]).cpu())
     return out
 

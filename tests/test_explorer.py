@@ -1,12 +1,12 @@
 "Explorers: render functions against independent computations, widget shells driven like a user, and loaded checkpoints."
-import colorsys, datetime, json, types
+import colorsys, datetime, json
 from dataclasses import asdict
 import numpy as np
 import pytest
 import torch
 
 from stargan_v2.core import Config, set_seed, to_uint8
-from stargan_v2.models import build_nets, ema_copy
+from stargan_v2.models import build_nets, ema_copy, Nets
 from stargan_v2.shapes import shapes_path, measure_shapes
 from stargan_v2.data import load_domain_images
 from stargan_v2.sampling import make_z, mean_styles, translate_latent
@@ -42,7 +42,7 @@ def test_style_pca_recovers_a_known_direction():
         def forward(self, z, y):
             d = torch.tensor([1., 2, 0, 0, 0, 2]) / 3          # unit direction
             return 5 * z[:, :1] * d + 0.1 * z[:, 1:2] * torch.tensor([0., 0, 1, 0, 0, 0]) + 3.
-    nets = types.SimpleNamespace(mapping_network=_F())
+    nets = Nets(mapping_network=_F())                       # F alone: what `style_pca` needs
     p = style_pca(nets, 0, k=2, n=4000)
     assert abs(abs(float(p.dirs[0] @ (torch.tensor([1., 2, 0, 0, 0, 2]) / 3))) - 1) < 1e-4
     assert abs(float(p.std[0]) - 5) < 0.3 and abs(float(p.std[1]) - 0.1) < 0.01
@@ -64,7 +64,7 @@ def test_direction_effects_names_fill_hue(setup):
             return out
     e = torch.eye(cfg.style_dim)
     toy = StylePCA(mean=torch.zeros(cfg.style_dim), dirs=e[[1, 0]], std=torch.ones(2), y=0)
-    eff = direction_effects(types.SimpleNamespace(generator=_HueFill()), xs, [toy], amount=1.)
+    eff = direction_effects(Nets(generator=_HueFill()), xs, [toy], amount=1.)
     assert eff.controls[0] == 'fill_hue' and eff.fill_hue[0] > 0.3
     assert eff.fill_hue[1] < 0.02 and eff.bg_hue.max() < 0.05
     # and the measurement agrees with measure_shapes directly
