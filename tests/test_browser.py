@@ -73,6 +73,18 @@ def _changes(loc, act, timeout: float = 20.) -> bool:
     return False
 
 
+def _shapes_shown(loc, n_out: int = 4) -> list:
+    "Read the latent explorer's strip from the screen (source + n_out outputs) and measure the shape of each output."
+    import torch
+    from stargan_v2.shapes import measure_shapes
+    a = _pixels(loc)
+    h, w = a.shape[:2]; size = h; gap = (w - (n_out + 1) * size) // n_out
+    tiles = [a[:, i * (size + gap): i * (size + gap) + size] for i in range(1, n_out + 1)]
+    x = torch.stack([torch.from_numpy(np.asarray(Image.fromarray(t.astype(np.uint8)).resize((64, 64), Image.BILINEAR))).permute(2, 0, 1)
+                     for t in tiles]).float() / 127.5 - 1
+    return measure_shapes(x)['domain'].tolist()
+
+
 def _drag(page, handle, dx: float) -> None:
     "Drag a slider handle horizontally by dx pixels."
     b = handle.bounding_box()
@@ -99,6 +111,12 @@ def test_explorers_in_browser(voila_url):
             lat.scroll_into_view_if_needed()
             assert _changes(lat, lambda: _drag(page, page.locator('.sg2-latent-psi .noUi-handle'), -120)), 'ψ slider did not change the image'
             assert _changes(lat, lambda: page.locator('.sg2-latent-domain select').select_option(index=0)), 'domain change did not change the image'
+            # on the trained model, the target domain decides the shape the browser shows (read back from its pixels)
+            shown = _shapes_shown(lat)
+            assert shown.count('circle') >= 3, f'target circle, but the explorer shows {shown}'
+            assert _changes(lat, lambda: page.locator('.sg2-latent-domain select').select_option(index=2))
+            shown = _shapes_shown(lat)
+            assert shown.count('triangle') >= 3, f'target triangle, but the explorer shows {shown}'
             assert _changes(lat, lambda: page.locator('button.sg2-latent-resample').click()), 'resample did not change the image'
             # 2 · reference explorer: swap roles
             ref = page.locator('img.sg2-ref-img'); ref.scroll_into_view_if_needed()

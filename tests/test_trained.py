@@ -34,5 +34,6 @@ def test_tampered_model_is_refused(tmp_path):
     d = tmp_path/name; shutil.copytree(trained_dir(name), d)
     (d/'config.json').write_text((d/'config.json').read_text().replace('"seed"', '"seed" ', 1))
     with pytest.raises(TrainedModelError, match='does not match its manifest'): verify_trained(name, d)
+    shutil.copy(trained_dir(name)/'config.json', d/'config.json'); verify_trained(name, d)   # restored: accepted
     (d/'nets_ema.ckpt').unlink()
     with pytest.raises(TrainedModelError, match='is missing'): verify_trained(name, d)
