@@ -105,6 +105,10 @@ def build(out:Path, mathjax:str|None=None, only:list|None=None) -> list:
         for fn, data in (res.get('outputs') or {}).items():
             (out/fn).parent.mkdir(parents=True, exist_ok=True); (out/fn).write_bytes(data)
         (out/f'{name}.html.md').write_text(md)
+    for rel in re.findall(r'!\[[^\]]*\]\(([^)\s]+)|src="([^"]+)"', (ROOT/'README.md').read_text()):
+        rel = rel[0] or rel[1]                   # the README's own pictures (committed files) go with the home page
+        if re.match(r'[a-z]+:', rel) or not (ROOT/rel).is_file(): continue
+        (out/rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy(ROOT/rel, out/rel)
     (out/'.nojekyll').touch()
     return pages_all
 

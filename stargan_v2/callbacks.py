@@ -191,7 +191,8 @@ def _write_config(cfg, path:Path):
     tmp = path.with_name(path.name + '.tmp'); tmp.write_text(json.dumps(asdict(cfg), indent=1)); tmp.replace(path)
 
 # %% ../nbs/06_callbacks.ipynb #5fdf6c3a
-RESUME_FREE = ('name', 'total_iters', 'print_every', 'sample_every', 'save_every', 'num_workers', 'val_batch_size')
+RESUME_FREE = ('name', 'total_iters', 'print_every', 'sample_every', 'save_every', 'num_workers', 'val_batch_size',
+               'precision', 'compile', 'channels_last')   # speed settings (lesson 07b): same model, other kernels
 
 class ConfigMismatch(ValueError):
     "A checkpoint was made with a different configuration than the learner's."

@@ -55,3 +55,6 @@ def main(argv:list|None=None) -> int:
     warnings.filterwarnings('ignore', message=r'.*torch\.jit\.script.*deprecated', category=FutureWarning)
     rc = getattr(importlib.import_module(mod), fn)(rest)
     return 0 if rc is None else int(rc)
+
+# %% ../nbs/90_cli.ipynb #cfc83e2e
+if __name__ == '__main__': sys.exit(main())

@@ -61,6 +61,10 @@ class Config:
     sample_every:int=5_000     # sample grids every n iterations
     save_every:int=10_000      # checkpoint every n iterations
     num_workers:int=4          # DataLoader workers
+    # speed (lesson 07b); resuming with other values is allowed
+    precision:str='auto'       # 'fp32', 'bf16', 'fp16' or 'auto' (bf16 on modern GPUs, fp16 on older ones, fp32 on CPU)
+    compile:bool=False         # torch.compile G, F, E, D (R1's double backward stays eager)
+    channels_last:bool=False   # channels-last memory layout for the nets and images
 
 # %% ../nbs/00_core.ipynb #f282cee4
 @property

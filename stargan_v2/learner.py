@@ -23,6 +23,8 @@ from .core import Config, get_config, set_seed, show_grid, default_device, modul
 from .models import build_nets, ema_copy, Nets
 from .losses import d_loss, g_loss, ds_weight
 from .data import get_dls, fixed_batch, data_root, DataError, config_for_data
+from .scale import init_distributed, scale_learner, init_from as _init_from, ScaleError, dist_env
+from .checkpoints import CheckpointMismatch, UnsafeCheckpointError
 from .trainer import GANTrainer, StarGANTrainer, make_optimizers, d_step, g_step
 from .translator import Translator, StarGANv2Translator, translator_grids, load_translator
 from .callbacks import (EMACallback, DSDecayCallback, LossLogCallback, SampleGridCallback, CheckpointCallback,
@@ -78,6 +80,7 @@ def train(cfg:Config,            # the run's configuration (cfg.total_iters is t
           verbose:bool=True,     # log lines on stdout (always in log.txt)
           progress:bool|None=None, # fastprogress bars; None: only in a terminal or notebook
           cbs=None,              # extra callbacks
+          init_from=None,        # a new run starts from these weights: run folder, checkpoint file, 'afhq' or 'celeba_hq' (lesson 07b)
          ) -> Learner:
     "Train StarGAN v2 into `out_dir` up to `cfg.total_iters`, resumable; returns the learner."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
@@ -85,14 +88,18 @@ def train(cfg:Config,            # the run's configuration (cfg.total_iters is t
     if last is not None and not resume:
         raise FileExistsError(f"{out} already holds checkpoints (latest {last.name}). Pass resume=True (--resume) to "
                               "continue that run, or choose another output folder.")
+    rank, device = init_distributed(device)   # under torchrun: this process's rank and device (lesson 07b)
+    main = rank is None or rank.main
     set_seed(cfg.seed)
     dls = get_dls(cfg, root=root, device=device)
     fan = _load_fan() if cfg.w_hpf > 0 else None
-    learn = stargan_learner(dls, cfg, out_dir=out, cbs=cbs, fan=fan, verbose=verbose)
+    learn = stargan_learner(dls, cfg, out_dir=out, cbs=cbs, fan=fan, verbose=verbose and main)
+    scale_learner(learn, cfg, rank)   # precision, compile, channels-last; under torchrun: shards, rank 0 writes
     if resume and last is not None:
         it = load_checkpoint(learn, last)
         learn.loss_log.write(f"resumed from {last} at iteration {it}")
-    (out/'config.json').write_text(json.dumps(asdict(cfg), indent=1))
+    elif init_from is not None: learn.loss_log.write(f"initialised from {init_from}: {_init_from(learn, init_from)}")
+    if main: (out/'config.json').write_text(json.dumps(asdict(cfg), indent=1))
     _fit(learn, cfg.total_iters - learn.train_iter, progress)
     if learn.nan_guard.message: raise TrainingStopped(learn.nan_guard.message)
     return learn
@@ -123,6 +130,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--workers', type=int, default=None, help='DataLoader workers')
     p.add_argument('--threads', type=int, default=None, help='CPU threads for PyTorch (on a busy or 2-core CPU, 1 is often fastest)')
     p.add_argument('--resume', action='store_true', help='continue from the latest checkpoint in --out')
+    p.add_argument('--precision', default=None, choices=['auto', 'fp32', 'bf16', 'fp16'], help='auto (default): bf16 on modern GPUs, fp16 on older ones, fp32 on CPU')
+    p.add_argument('--compile', action='store_true', help='torch.compile the networks (R1 stays eager; measure with benchmarks/gpu_speed.py)')
+    p.add_argument('--channels-last', action='store_true', help='channels-last memory layout (GPU convolutions)')
+    p.add_argument('--init-from', default=None, metavar='PATH', help="start a new run from trained weights: a run folder, a *_nets(_ema).ckpt file, afhq or celeba_hq")
     p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='override any Config field, e.g. lambda_ds=2 lr=2e-4')
     p.add_argument('--quiet', action='store_true', help='no log lines on stdout (log.txt is still written)')
     p.add_argument('--log', nargs='+', default=[], choices=['csv', 'tensorboard', 'wandb'],
@@ -145,6 +156,8 @@ def config_from_args(a) -> Config:
     kw = dict(_coerce(cfg, kv) for kv in a.set)
     for k, v in (('total_iters', a.iters), ('batch_size', a.batch_size), ('seed', a.seed), ('num_workers', a.workers)):
         if v is not None: kw[k] = v
+    for k in ('precision', 'compile', 'channels_last'):   # speed options (lesson 07b)
+        if getattr(a, k, None): kw[k] = getattr(a, k)
     if a.iters is not None and 'ds_iter' not in kw: kw['ds_iter'] = a.iters if cfg.ds_iter == cfg.total_iters else cfg.ds_iter
     cfg = cfg.replace(**kw)
     if a.root is not None: cfg = config_for_data(cfg, a.root, kw.get('num_domains'))   # recorded; K from the folder
@@ -161,25 +174,29 @@ def cli_train(argv:list) -> int:
     "`stargan_v2 train [--preset shapes] [--out DIR] [--iters N] [--resume] ...`"
     a = _parser().parse_args(argv)
     out = Path(a.out or Path('runs')/(Path(a.root).expanduser().resolve().name if a.root else a.preset))
-    _run_data(a, out)
+    _run_data(a, out)                       # --resume without --data: the run's own folder
     existed = out.exists()
-    try:
-        cfg = config_from_args(a)
-        if a.threads: torch.set_num_threads(a.threads)
-        print(f"stargan_v2 train: preset {a.preset}, data {cfg.data} ({cfg.num_domains} domains), {cfg.total_iters} iterations, "
-              f"batch {cfg.batch_size}, {cfg.img_size}px -> {out}", flush=True)
-        t0 = time.time()
-        cbs = []
-        if a.log:
-            from stargan_v2.tracking import TrackingCallback, make_trackers
-            cbs = [TrackingCallback(make_trackers(a.log, out, cfg))]
-        learn = train(cfg, out, device=a.device, resume=a.resume, verbose=not a.quiet, cbs=cbs)
-    except Exception as e:
-        from stargan_v2.tracking import TrackingUnavailable
+    try: cfg = config_from_args(a)          # --data: recorded in the config, num_domains from the folder
+    except DataError as e: print(f"stargan_v2 train: {e}", file=sys.stderr); return 1
+    if a.threads: torch.set_num_threads(a.threads)
+    rank = dist_env(); main = rank is None or rank.main   # under torchrun only rank 0 talks
+    cbs = []
+    if a.log and main:                      # trackers (lesson 06b), on rank 0 only
+        from stargan_v2.tracking import TrackingCallback, make_trackers, TrackingUnavailable
+        try: cbs = [TrackingCallback(make_trackers(a.log, out, cfg))]
+        except TrackingUnavailable as e: print(f"stargan_v2 train: {e}", file=sys.stderr); return 1
+    if main: print(f"stargan_v2 train: preset {a.preset}, {cfg.total_iters} iterations, batch {cfg.batch_size}"
+                   + (f" ({cfg.batch_size // max(rank.world, 1)} per process x {rank.world})" if rank else '')
+                   + f", {cfg.img_size}px, precision {cfg.precision} -> {out}", flush=True)
+    t0 = time.time()
+    try: learn = train(cfg, out, device=a.device, resume=a.resume, verbose=not a.quiet, init_from=a.init_from, cbs=cbs)
+    except (FileExistsError, FileNotFoundError, ConfigMismatch, TrainingStopped, DataError, DownloadError,
+            CheckpointMismatch, UnsafeCheckpointError, ScaleError) as e:
         if not existed and out.is_dir() and not any(p.is_file() for p in out.rglob('*')): shutil.rmtree(out)   # leave nothing behind
-        if not isinstance(e, (FileExistsError, FileNotFoundError, ConfigMismatch, TrainingStopped, DataError, DownloadError, TrackingUnavailable)): raise
         print(f"stargan_v2 train: {e}", file=sys.stderr); return 1
-    print(f"done: iteration {learn.train_iter} in {time.time() - t0:.0f} s. EMA weights: "
+    finally:
+        if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
+    if main: print(f"done: iteration {learn.train_iter} in {time.time() - t0:.0f} s. EMA weights: "
           f"{out}/checkpoints/{learn.train_iter:06d}_nets_ema.ckpt; samples: {out}/samples/; loss plot: {out}/losses.png", flush=True)
     return 0
 

@@ -19,6 +19,7 @@ from fastai.callback.progress import ProgressCallback  # registers the progress 
 from .core import Config, rng_state, set_rng_state
 from .models import NET_NAMES
 from .losses import d_loss, g_loss
+from .scale import PLAIN
 
 # %% ../nbs/05_trainer.ipynb #bae52f4c
 def make_optimizers(nets:nn.Module, cfg:Config) -> dict:
@@ -33,11 +34,13 @@ def _zero_grad(optims:dict):
     for o in optims.values(): o.zero_grad(set_to_none=True)
 
 def d_step(nets, optims:dict, cfg:Config, x_real, y_org, y_trg, z_trg=None, x_ref=None, masks=None,
-           on_loss=None) -> dict:
+           on_loss=None, amp=None) -> dict:
     "One D update on `d_loss` (latent mode with `z_trg`, reference mode with `x_ref`); returns the loss terms."
-    loss, parts = d_loss(nets, cfg, x_real, y_org, y_trg, z_trg=z_trg, x_ref=x_ref, masks=masks)
+    amp = PLAIN if amp is None else amp   # mixed precision, compiled nets, several processes: lesson 07b
+    with amp.autocast(): loss, parts = d_loss(amp.nets(nets), cfg, x_real, y_org, y_trg, z_trg=z_trg, x_ref=x_ref, masks=masks)
+    parts = amp.reduce(loss, parts)
     if on_loss is not None: on_loss(loss, parts)
-    _zero_grad(optims); loss.backward(); optims['discriminator'].step()
+    _zero_grad(optims); amp.backward(loss, 'D'); amp.step(optims, ('discriminator',), 'D')
     return parts
 
 @contextlib.contextmanager
@@ -50,14 +53,17 @@ def frozen(*modules):
         for p in ps: p.requires_grad_(True)
 
 def g_step(nets, optims:dict, cfg:Config, x_real, y_org, y_trg, z_trgs=None, x_refs=None, masks=None,
-           lambda_ds:float|None=None, on_loss=None) -> dict:
+           lambda_ds:float|None=None, on_loss=None, amp=None) -> dict:
     "One G update on `g_loss`: the latent step moves G, F and E; the reference step moves G only."
+    amp = PLAIN if amp is None else amp
     moved = ('generator', 'mapping_network', 'style_encoder') if z_trgs is not None else ('generator',)
     with frozen(*(getattr(nets, n) for n in NET_NAMES if n not in moved)):   # no weight gradients nobody uses
-        loss, parts = g_loss(nets, cfg, x_real, y_org, y_trg, z_trgs=z_trgs, x_refs=x_refs, masks=masks, lambda_ds=lambda_ds)
+        with amp.autocast():
+            loss, parts = g_loss(amp.nets(nets), cfg, x_real, y_org, y_trg, z_trgs=z_trgs, x_refs=x_refs, masks=masks, lambda_ds=lambda_ds)
+        parts = amp.reduce(loss, parts)
         if on_loss is not None: on_loss(loss, parts)
-        _zero_grad(optims); loss.backward()
-    for name in moved: optims[name].step()
+        _zero_grad(optims); amp.backward(loss, 'G')
+    amp.step(optims, moved, 'G')
     return parts
 
 # %% ../nbs/05_trainer.ipynb #5f0d7b6b
@@ -114,7 +120,7 @@ def iteration(self:StarGANTrainer, batch:tuple) -> dict:
     for name, step, mode in (('D/latent_', d_step, dict(z_trg=z_trg)), ('D/ref_', d_step, dict(x_ref=x_ref)),
                              ('G/latent_', g_step, dict(z_trgs=(z_trg, z_trg2), lambda_ds=lambda_ds)),
                              ('G/ref_', g_step, dict(x_refs=(x_ref, x_ref2), lambda_ds=lambda_ds))):
-        parts = step(nets, optims, cfg, **kw, **mode, on_loss=self.hook(name, log))
+        parts = step(nets, optims, cfg, **kw, **mode, on_loss=self.hook(name, log), amp=getattr(self.learn, 'scale', None))
         log.update({name + k: v for k, v in parts.items()})
     log['G/lambda_ds'] = lambda_ds
     return log
