@@ -99,6 +99,10 @@ def load_trained(name:str='shapes', device=None, dest=None, verify:bool=True) ->
     from stargan_v2.checkpoints import load_nets_ema
     from stargan_v2.translator import StarGANv2Translator
     d = Path(dest) if dest is not None else trained_dir(name)
+    if (d/'config.json').is_file() and json.loads((d/'config.json').read_text()).get('model', 'stargan_v2') != 'stargan_v2':
+        if verify: verify_trained(name, d)           # another method (e.g. StarGAN v1, lesson 12): its own loader
+        from stargan_v2.translator import load_translator
+        return load_translator(d, device=device)
     if not (d/'nets_ema.ckpt').is_file(): raise FileNotFoundError(f"no committed model {name!r} in {d.parent}; available: {trained_names() or 'none'}")
     if verify: verify_trained(name, d)
     cfg = Config.from_dict(json.loads((d/'config.json').read_text()))
@@ -118,6 +122,8 @@ def make_trained(name:str='shapes', threads:int=1) -> Path:
     "Train a committed model from nothing with its recipe, export it into the package and return its manifest."
     import tempfile
     from stargan_v2.learner import train
+    if name == 'stargan_v1_shapes':                 # lesson 12's model: its own trainer and exporter
+        from stargan_v2.v1 import make_trained_v1; return make_trained_v1(threads)
     recipes = {'shapes': (Config.shapes(), "stargan_v2 train --threads 1")}
     if name not in recipes: raise ValueError(f"no recipe for {name!r}; known: {sorted(recipes)}")
     cfg, command = recipes[name]

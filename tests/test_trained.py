@@ -22,7 +22,7 @@ def test_shapes_model_is_committed():
 def test_committed_model_reproduces_its_manifest(name):
     m = verify_trained(name)
     cfg, tr = load_trained(name)
-    assert next(tr.nets.parameters()).dtype == torch.float32 and not tr.nets.generator.training
+    assert all(p.dtype == torch.float32 for m in tr.modules() for p in m.parameters()) and not any(m.training for m in tr.modules())
     got = shapes_scores(tr, cfg, **m['check']['settings'])
     for k, want in m['check']['scores'].items():
         assert got[k] == pytest.approx(want, abs=_tol(k)), (k, got[k], want)

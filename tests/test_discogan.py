@@ -1,0 +1,106 @@
+"DiscoGAN (lesson 13): official parameter counts, exact resume, NaN guard, foreign checkpoints refused, the translator's choice of G, smoke training."
+import json
+import pytest, torch
+from fastai.callback.core import Callback
+from stargan_v2.core import count_params, Config
+from stargan_v2.checkpoints import safe_load
+from stargan_v2.callbacks import latest_state, ConfigMismatch
+from stargan_v2.learner import TrainingStopped, train
+from stargan_v2.translator import load_translator as load_any
+from stargan_v2.discogan import (DiscoConfig, DiscoGenerator, DiscoDiscriminator, DiscoNets, DiscoTranslator, train_disco,
+                                 load_translator, cli_train, bn_mode, disco_scores)
+
+CFG = DiscoConfig.tiny(total_iters=6, save_every=3, sample_every=3, print_every=3)
+
+def _run(out, cfg=CFG, **kw): return train_disco(cfg, out, device='cpu', verbose=False, progress=False, **kw)
+
+def _files(out, it): return {k: safe_load(out/'checkpoints'/f'{it:06d}_{k}.ckpt') for k in ('nets', 'optims')}
+
+def _assert_equal(a, b, path=''):
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a: _assert_equal(a[k], b[k], f'{path}/{k}')
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)): _assert_equal(x, y, f'{path}[{i}]')
+    elif isinstance(a, torch.Tensor): assert torch.equal(a, b), path
+    else: assert a == b, path
+
+def test_official_param_counts():
+    "The fact sheet's counts at 64 px, d = 64."
+    assert count_params(DiscoGenerator(64, 64)) == 5_513_856
+    assert count_params(DiscoGenerator(64, 64, extra_layers=True)) == 7_153_480
+    assert count_params(DiscoDiscriminator(64, 64)) == 2_765_568
+    assert count_params(DiscoNets(DiscoConfig.shapes())) == 3 * 2 * (68_800 + 35_456)
+
+@pytest.mark.reliability
+def test_resume_is_exact(tmp_path):
+    "6 iterations straight == 3 iterations, stop, resume, 3 more: weights, BN buffers, optimisers and loss history bit for bit."
+    _run(tmp_path/'straight')
+    _run(tmp_path/'resumed', CFG.replace(total_iters=3))
+    learn = _run(tmp_path/'resumed', resume=True)
+    assert learn.train_iter == 6
+    _assert_equal(_files(tmp_path/'straight', 6), _files(tmp_path/'resumed', 6))
+    a, b = (safe_load(p/'checkpoints'/'000006_state.ckpt')['callbacks']['loss_log'] for p in (tmp_path/'straight', tmp_path/'resumed'))
+    _assert_equal(a, b)
+
+class _Poison(Callback):
+    "Turn one discriminator weight into NaN before iteration `at + 1`."
+    order = -7
+    def __init__(self, at): self.at = at
+    def before_batch(self):
+        if self.learn.train_iter == self.at:
+            with torch.no_grad(): next(self.learn.model.pair_0_2.D_B.parameters()).fill_(float('nan'))
+
+@pytest.mark.reliability
+def test_nan_guard_stops_before_the_step(tmp_path):
+    with pytest.raises(TrainingStopped, match=r'Non-finite loss at iteration 5: .*D/0-2_B=nan.*last good checkpoint is iteration 3'):
+        _run(tmp_path, cbs=[_Poison(4)])
+    assert latest_state(tmp_path).name == '000003_state.ckpt'
+    assert not (tmp_path/'checkpoints'/'000005_nets.ckpt').exists()
+    nets = _files(tmp_path, 3)['nets']
+    assert all(torch.isfinite(v).all() for sd in nets.values() for v in sd.values() if v.is_floating_point())
+
+@pytest.mark.reliability
+def test_foreign_checkpoints_are_refused(tmp_path):
+    _run(tmp_path/'disco', CFG.replace(total_iters=3))
+    with pytest.raises(ConfigMismatch, match=r"arch: checkpoint 'discogan', now 'gan'"):          # same method, other settings
+        _run(tmp_path/'disco', CFG.replace(arch='gan'), resume=True)
+    v2 = Config.tiny(total_iters=2, save_every=2, sample_every=2)
+    train(v2, tmp_path/'v2', device='cpu', verbose=False, progress=False)
+    with pytest.raises(ConfigMismatch, match=r"made by method 'stargan_v2', but this learner trains 'discogan'"):
+        _run(tmp_path/'v2', resume=True)
+    with pytest.raises(ValueError, match='not a DiscoGAN run'): load_translator(tmp_path/'v2')
+    assert cli_train(['--preset', 'tiny', '--iters', '3', '--out', str(tmp_path/'v2'), '--resume', '--quiet']) == 1
+
+def test_translator_picks_the_right_generator(tmp_path):
+    torch.manual_seed(0)
+    cfg = CFG.replace(pairs='0-1,2-0')
+    nets = DiscoNets(cfg)
+    tr = DiscoTranslator(nets, cfg, bn='eval')
+    assert (tr.pairwise, tr.diverse, tr.reference_guided, tr.num_generators) == (True, False, False, 4)
+    x = torch.rand(6, 3, 16, 16) * 2 - 1
+    y_src, y_trg = torch.tensor([0, 1, 2, 0, 0, 1]), torch.tensor([1, 0, 0, 2, 0, 1])
+    out = tr(x, y_src, y_trg)
+    want = {(0, 1): nets.pair_0_1.G_AB, (1, 0): nets.pair_0_1.G_BA, (2, 0): nets.pair_2_0.G_AB, (0, 2): nets.pair_2_0.G_BA}
+    for i, (s, t) in enumerate(zip(y_src.tolist(), y_trg.tolist())):
+        if s == t: assert torch.equal(out[i], x[i]); continue
+        with bn_mode(want[(s, t)], 'eval') as G, torch.no_grad(): assert torch.allclose(out[i], G((x[i:i+1] + 1) / 2)[0] * 2 - 1, atol=1e-6)
+    assert torch.equal(tr(x, y_src, y_trg), out)                                    # deterministic
+    assert torch.equal(tr(x, y_src, y_trg, z=torch.randn(6, 4), x_ref=x.flip(0)), out)   # z and references ignored
+    assert torch.isnan(tr(x, 1, 2)).all() and not tr.has_task(1, 2) and tr.has_task(2, 0)   # a pair the run did not train: blank
+    with pytest.raises(KeyError, match='no generator for domain 1 -> 2'): nets.generator(1, 2)
+
+def test_smoke_training_cli_eval(tmp_path, capsys):
+    "`stargan_v2 train --model discogan` on one named pair, then the generic loader, the Shapes scores and `stargan_v2 eval`."
+    from stargan_v2.cli import main
+    assert main(['train', '--model', 'discogan', '--preset', 'tiny', '--pair', 'square', 'triangle', '--iters', '4',
+                 '--set', 'sample_every=2', '--out', str(tmp_path), '--quiet']) == 0
+    cfg, tr = load_any(tmp_path)
+    assert isinstance(tr, DiscoTranslator) and cfg.pairs == '1-2' and cfg.total_iters == 4 and cfg.gan_curriculum == 1
+    assert json.loads((tmp_path/'config.json').read_text())['model'] == 'discogan'
+    sc = disco_scores(tr, cfg.img_size, n_per_domain=4)
+    assert set(sc['tasks']) == {'square2triangle', 'triangle2square'} and sc['diversity_l1'] == 0
+    assert (tmp_path/'samples'/'000002_domains.png').exists()   # circles have no generator here: blank cells, no crash
+    assert main(['eval', '--checkpoint', str(tmp_path), '--fid', 'none', '--no-lpips', '--n-per-domain', '4']) == 0
+    assert json.loads((tmp_path/'eval'/'eval.json').read_text())['shapes/diversity_l1_latent'] == 0

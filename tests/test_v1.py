@@ -1,0 +1,193 @@
+"StarGAN v1 (lesson 12): official parameter counts, the released-weights layout, exact resume, NaN guard, foreign checkpoints, a training smoke test."
+import pickle
+import pytest, torch
+from torch import nn
+import torch.nn.functional as F
+from stargan_v2.core import count_params
+from stargan_v2.checkpoints import CheckpointMismatch, UnsafeCheckpointError
+from stargan_v2.v1 import V1Config, build_v1, Generator, Discriminator, load_official_v1, v1_lr, tile_label
+
+def test_official_parameter_counts():
+    "The counts computed from the official layer tables (reference notes §2, §3, §8b)."
+    n = build_v1(V1Config.official())
+    assert (count_params(n.generator), count_params(n.discriminator)) == (8_430_528, 44_762_048)
+    n8 = build_v1(V1Config.official(num_domains=8))
+    assert count_params(n8.generator) + count_params(n8.discriminator) == 53_226_560   # the paper's 53.2M
+    assert count_params(Generator(64, 15, 6)) == 8_461_888 and count_params(Discriminator(128, 64, 13, 6)) == 44_827_584
+
+def test_official_decay_does_not_decay():
+    lin, off = V1Config.official(), V1Config.official(decay='official')
+    assert v1_lr(200_000, 1e-4, lin) == pytest.approx(0., abs=1e-15)
+    assert v1_lr(200_000, 1e-4, off) == pytest.approx(0.999e-4, rel=1e-12)
+
+# --- the authors' layout, written independently of stargan_v2.v1: nn.Sequential `main`, IN with running stats ---------
+def _in(n): return nn.InstanceNorm2d(n, affine=True, track_running_stats=True)
+
+class _OffRes(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.main = nn.Sequential(nn.Conv2d(d, d, 3, 1, 1, bias=False), _in(d), nn.ReLU(),
+                                  nn.Conv2d(d, d, 3, 1, 1, bias=False), _in(d))
+    def forward(self, x): return x + self.main(x)
+
+class _OffG(nn.Module):
+    "Layout of the official v1 generator (reference notes §2): conv7, 2 down, R res blocks, 2 up, conv7, tanh."
+    def __init__(self, conv_dim, c_dim, repeat_num):
+        super().__init__()
+        L, d = [nn.Conv2d(3 + c_dim, conv_dim, 7, 1, 3, bias=False), _in(conv_dim), nn.ReLU()], conv_dim
+        for _ in range(2): L += [nn.Conv2d(d, 2 * d, 4, 2, 1, bias=False), _in(2 * d), nn.ReLU()]; d *= 2
+        L += [_OffRes(d) for _ in range(repeat_num)]
+        for _ in range(2): L += [nn.ConvTranspose2d(d, d // 2, 4, 2, 1, bias=False), _in(d // 2), nn.ReLU()]; d //= 2
+        L += [nn.Conv2d(d, 3, 7, 1, 3, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*L)
+    def forward(self, x, c):
+        return self.main(torch.cat([x, c.view(*c.shape, 1, 1).expand(-1, -1, *x.shape[2:])], 1))
+
+class _OffD(nn.Module):
+    def __init__(self, img_size, conv_dim, c_dim, repeat_num):
+        super().__init__()
+        L, d = [], 3
+        for i in range(repeat_num): L += [nn.Conv2d(d, conv_dim * 2**i, 4, 2, 1), nn.LeakyReLU(0.01)]; d = conv_dim * 2**i
+        self.main = nn.Sequential(*L)
+        self.conv1, self.conv2 = nn.Conv2d(d, 1, 3, 1, 1, bias=False), nn.Conv2d(d, c_dim, img_size // 2**repeat_num, bias=False)
+    def forward(self, x): h = self.main(x); return self.conv1(h), self.conv2(h).flatten(1)
+
+def _trained_like(m):
+    "Random weights and non-trivial running statistics, as in a released file."
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in m.parameters(): p.normal_(0, 0.05)
+    for x in [torch.randn(2, *s) for s in [(3, 32, 32)]] * 2:
+        try: m(x, F.one_hot(torch.tensor([0, 2]), 5).float())
+        except TypeError: m(x)
+    return m
+
+def test_official_v1_weights_load_and_match(tmp_path):
+    "The released G/D layout (state dicts with IN running stats) loads with weights_only=True and computes the same as the authors' train-mode inference."
+    offG, offD = _trained_like(_OffG(16, 5, 2)), _trained_like(_OffD(32, 8, 5, 4))
+    assert 'main.1.running_mean' in offG.state_dict() and 'main.9.main.1.num_batches_tracked' in offG.state_dict()
+    torch.save(offG.state_dict(), tmp_path/'200000-G.ckpt'); torch.save(offD.state_dict(), tmp_path/'200000-D.ckpt')
+    nets = load_official_v1(tmp_path/'200000-G.ckpt', tmp_path/'200000-D.ckpt')
+    x, c = torch.rand(3, 3, 32, 32) * 2 - 1, F.one_hot(torch.tensor([1, 3, 4]), 5).float()
+    offG.train()   # the official test never calls .eval(): IN uses per-image statistics
+    with torch.no_grad():
+        torch.testing.assert_close(nets.generator(x, c), offG(x, c), rtol=1e-5, atol=1e-5)
+        for a, b in zip(nets.discriminator(x), offD(x)): torch.testing.assert_close(a, b)
+        offG.eval(); assert (offG(x, c) - nets.generator(x, c)).abs().max() > 1e-3   # the .eval() trap: running stats differ
+
+def test_official_loader_refuses_bad_files(tmp_path):
+    torch.save(_OffD(32, 8, 5, 4).state_dict(), tmp_path/'D.ckpt')
+    with pytest.raises(CheckpointMismatch, match='use the -G.ckpt file'): load_official_v1(tmp_path/'D.ckpt')
+    class Evil:
+        def __reduce__(self): return (print, ('executed',))
+    torch.save({'main.0.weight': torch.zeros(1), 'x': Evil()}, tmp_path/'evil.ckpt')
+    with pytest.raises(UnsafeCheckpointError): load_official_v1(tmp_path/'evil.ckpt')
+    sd = _OffG(16, 5, 2).state_dict(); sd['main.3.weight'] = torch.zeros(1, 1, 4, 4)
+    torch.save(sd, tmp_path/'broken-G.ckpt')
+    with pytest.raises(CheckpointMismatch, match='does not fit'): load_official_v1(tmp_path/'broken-G.ckpt')
+
+# --- training on the shared machinery --------------------------------------------------------------------------------
+from fastai.callback.core import Callback, CancelFitException
+from stargan_v2.checkpoints import safe_load
+from stargan_v2.callbacks import latest_state, ConfigMismatch
+from stargan_v2.learner import TrainingStopped
+from stargan_v2.v1 import train_v1, cli_train, V1Translator
+import stargan_v2.v1 as v1mod
+
+TINY = V1Config.tiny(total_iters=6, save_every=3, sample_every=3, print_every=3)
+
+def _run(out, cfg=TINY, **kw): return train_v1(cfg, out, device='cpu', verbose=False, progress=False, **kw)
+
+def _equal(a, b):
+    if isinstance(a, dict): return set(a) == set(b) and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)): return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    return torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+
+class _StopAt(Callback):
+    "Stop training after iteration `at` (a checkpoint is written at the stop, as on Ctrl-C)."
+    order = 50
+    def __init__(self, at): self.at = at
+    def after_batch(self):
+        if self.learn.train_iter == self.at: raise CancelFitException()
+
+@pytest.mark.reliability
+def test_v1_resume_is_bitwise_exact(tmp_path):
+    _run(tmp_path/'straight')
+    assert _run(tmp_path/'resumed', cbs=[_StopAt(4)]).train_iter == 4     # stops between G steps (n_critic=2: G at 2, 4, 6)
+    assert _run(tmp_path/'resumed', resume=True).train_iter == 6
+    for kind in ('nets', 'optims', 'state'):
+        a, b = (safe_load(tmp_path/r/'checkpoints'/f'000006_{kind}.ckpt') for r in ('straight', 'resumed'))
+        assert _equal(a, b), kind
+
+class _Poison(Callback):
+    "Turn one D weight into NaN before iteration `at + 1`."
+    order = -7
+    def __init__(self, at): self.at = at
+    def before_batch(self):
+        if self.learn.train_iter == self.at:
+            with torch.no_grad(): next(self.learn.model.discriminator.parameters()).fill_(float('nan'))
+
+@pytest.mark.reliability
+def test_v1_nan_guard_stops_before_the_step(tmp_path):
+    with pytest.raises(TrainingStopped, match=r'Non-finite loss at iteration 5: D/loss_real=nan.*last good checkpoint is iteration 3'):
+        _run(tmp_path, cbs=[_Poison(4)])
+    assert latest_state(tmp_path).name == '000003_state.ckpt'
+    assert not (tmp_path/'checkpoints'/'000004_nets.ckpt').exists()
+    g = safe_load(tmp_path/'checkpoints'/'000003_nets.ckpt')['generator']
+    assert all(torch.isfinite(v).all() for v in g.values())
+
+@pytest.mark.reliability
+def test_v1_refuses_foreign_checkpoints(tmp_path):
+    _run(tmp_path/'v1', TINY.replace(total_iters=3))
+    with pytest.raises(ConfigMismatch, match=r'lambda_cls: checkpoint 1.0, now 2.0'):
+        _run(tmp_path/'v1', TINY.replace(lambda_cls=2.), resume=True)
+    from stargan_v2.core import Config
+    from stargan_v2.learner import train
+    train(Config.tiny(total_iters=2), tmp_path/'v2', device='cpu', verbose=False, progress=False)
+    with pytest.raises(ConfigMismatch, match=r"made by method 'stargan_v2'"): _run(tmp_path/'v2', resume=True)
+    with pytest.raises(ConfigMismatch, match=r"not 'stargan_v1'"): v1mod.load_translator(tmp_path/'v2')
+    with pytest.raises(FileExistsError, match='resume'): _run(tmp_path/'v1')
+
+def test_v1_training_smoke_and_translator(tmp_path):
+    "A short tiny run writes the run layout, logs D and G terms every iteration, and opens as a deterministic Translator."
+    learn = _run(tmp_path)
+    assert learn.train_iter == 6 and sorted(learn.trainer.optims) == ['discriminator', 'generator']
+    h = learn.loss_log.hist
+    assert all(len(h[k]) == 6 for k in ('D/loss_real', 'D/loss_gp', 'G/loss_rec', 'G/loss_cls'))
+    assert (tmp_path/'samples'/'000006_domains.png').exists() and (tmp_path/'losses.png').exists()
+    from stargan_v2.translator import load_translator
+    cfg, tr = load_translator(tmp_path)
+    assert isinstance(tr, V1Translator) and not tr.diverse and not tr.reference_guided and cfg.model == 'stargan_v1'
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert torch.equal(tr(x, 0, 1, z=torch.randn(2, 4)), tr(x, 0, 1))
+
+def test_v1_cli(tmp_path, capsys):
+    assert cli_train(['--preset', 'tiny', '--out', str(tmp_path/'r'), '--iters', '2', '--device', 'cpu', '--quiet']) == 0
+    assert (tmp_path/'r'/'checkpoints'/'000002_nets.ckpt').exists()
+    assert cli_train(['--preset', 'tiny', '--out', str(tmp_path/'r'), '--iters', '2', '--device', 'cpu', '--quiet']) == 1
+    assert 'resume' in capsys.readouterr().err
+    assert cli_train(['--preset', 'tiny', '--out', str(tmp_path/'x'), '--set', 'decay=cosine']) == 2
+    from stargan_v2.cli import main      # the console script's dispatch: stargan_v2 train --model stargan_v1
+    assert main(['train', '--model', 'stargan_v1', '--preset', 'tiny', '--out', str(tmp_path/'c'), '--iters', '2', '--device', 'cpu', '--quiet']) == 0
+    from stargan_v2.translator import run_config
+    assert run_config(tmp_path/'c')['model'] == 'stargan_v1'
+
+def test_v1_star_import_surface():
+    ns = {}
+    exec('from stargan_v2.v1 import *', ns)
+    for name in ('V1Config', 'Generator', 'Discriminator', 'build_v1', 'v1_iteration', 'V1Trainer', 'V1Translator', 'v1_learner',
+                 'train_v1', 'load_translator', 'cli_train', 'load_official_v1', 'gradient_penalty', 'classification_loss', 'v1_lr'):
+        assert name in ns, name
+
+def test_committed_v1_model():
+    "The committed Shapes generator: files match the manifest, it opens as a V1Translator, and its check scores reproduce."
+    from stargan_v2.trained import verify_trained, load_trained
+    from stargan_v2.evaluate import shapes_scores
+    m = verify_trained('stargan_v1_shapes')
+    assert m['method'] == 'stargan_v1' and m['dtype'] == 'float16' and sum(f['bytes'] for f in m['files'].values()) < 2_000_000
+    cfg, tr = load_trained('stargan_v1_shapes')
+    assert isinstance(tr, V1Translator) and cfg.name == 'shapes'
+    got = shapes_scores(tr, cfg, **m['check']['settings'])
+    assert got['diversity_latent'] == 0 and got['diversity_l1_latent'] == 0
+    for k in ('acc_latent', 'pos_err_latent', 'hue_err_source_latent'):
+        assert got[k] == pytest.approx(m['check']['scores'][k], abs=0.05 if k.startswith('acc') else 3.), k
