@@ -10,21 +10,14 @@ from stargan_v2.translator import load_translator as load_any
 from stargan_v2.discogan import (DiscoConfig, DiscoGenerator, DiscoDiscriminator, DiscoNets, DiscoTranslator, train_disco,
                                  load_translator, cli_train, bn_mode, disco_scores)
 
+from helpers import ckpt_files, assert_equal, Poison
+
 CFG = DiscoConfig.tiny(total_iters=6, save_every=3, sample_every=3, print_every=3)
 
 def _run(out, cfg=CFG, **kw): return train_disco(cfg, out, device='cpu', verbose=False, progress=False, **kw)
 
-def _files(out, it): return {k: safe_load(out/'checkpoints'/f'{it:06d}_{k}.ckpt') for k in ('nets', 'optims')}
+def _files(out, it): return ckpt_files(out, it)
 
-def _assert_equal(a, b, path=''):
-    if isinstance(a, dict):
-        assert set(a) == set(b), path
-        for k in a: _assert_equal(a[k], b[k], f'{path}/{k}')
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)): _assert_equal(x, y, f'{path}[{i}]')
-    elif isinstance(a, torch.Tensor): assert torch.equal(a, b), path
-    else: assert a == b, path
 
 def test_official_param_counts():
     "The fact sheet's counts at 64 px, d = 64."
@@ -40,22 +33,15 @@ def test_resume_is_exact(tmp_path):
     _run(tmp_path/'resumed', CFG.replace(total_iters=3))
     learn = _run(tmp_path/'resumed', resume=True)
     assert learn.train_iter == 6
-    _assert_equal(_files(tmp_path/'straight', 6), _files(tmp_path/'resumed', 6))
+    assert_equal(_files(tmp_path/'straight', 6), _files(tmp_path/'resumed', 6))
     a, b = (safe_load(p/'checkpoints'/'000006_state.ckpt')['callbacks']['loss_log'] for p in (tmp_path/'straight', tmp_path/'resumed'))
-    _assert_equal(a, b)
+    assert_equal(a, b)
 
-class _Poison(Callback):
-    "Turn one discriminator weight into NaN before iteration `at + 1`."
-    order = -7
-    def __init__(self, at): self.at = at
-    def before_batch(self):
-        if self.learn.train_iter == self.at:
-            with torch.no_grad(): next(self.learn.model.pair_0_2.D_B.parameters()).fill_(float('nan'))
 
 @pytest.mark.reliability
 def test_nan_guard_stops_before_the_step(tmp_path):
     with pytest.raises(TrainingStopped, match=r'Non-finite loss at iteration 5: .*D/0-2_B=nan.*last good checkpoint is iteration 3'):
-        _run(tmp_path, cbs=[_Poison(4)])
+        _run(tmp_path, cbs=[Poison(4, lambda m: m.pair_0_2.D_B)])
     assert latest_state(tmp_path).name == '000003_state.ckpt'
     assert not (tmp_path/'checkpoints'/'000005_nets.ckpt').exists()
     nets = _files(tmp_path, 3)['nets']

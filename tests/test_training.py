@@ -7,23 +7,14 @@ from stargan_v2.models import build_nets
 from stargan_v2.checkpoints import safe_load
 from stargan_v2.callbacks import latest_state, ConfigMismatch
 from stargan_v2.learner import train, cli_train, TrainingStopped
+from helpers import ckpt_files, assert_equal, Poison
 
 CFG = Config.tiny(total_iters=4, ds_iter=4, save_every=2, sample_every=2, print_every=2)
 
 def _run(out, cfg=CFG, **kw): return train(cfg, out, device='cpu', verbose=False, progress=False, **kw)
 
-def _files(out, it):
-    return {k: safe_load(out/'checkpoints'/f'{it:06d}_{k}.ckpt') for k in ('nets', 'nets_ema', 'optims')}
+def _files(out, it): return ckpt_files(out, it, ('nets', 'nets_ema', 'optims'))
 
-def _assert_equal(a, b, path=''):
-    if isinstance(a, dict):
-        assert set(a) == set(b), path
-        for k in a: _assert_equal(a[k], b[k], f'{path}/{k}')
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)): _assert_equal(x, y, f'{path}[{i}]')
-    elif isinstance(a, torch.Tensor): assert torch.equal(a, b), path
-    else: assert a == b, path
 
 @pytest.mark.reliability
 def test_resume_is_exact(tmp_path):
@@ -31,20 +22,13 @@ def test_resume_is_exact(tmp_path):
     _run(tmp_path/'resumed', CFG.replace(total_iters=2))
     learn = _run(tmp_path/'resumed', resume=True)
     assert learn.train_iter == 4
-    _assert_equal(_files(tmp_path/'straight', 4), _files(tmp_path/'resumed', 4))
+    assert_equal(_files(tmp_path/'straight', 4), _files(tmp_path/'resumed', 4))
 
-class _Poison(Callback):
-    "Turn one D weight into NaN before iteration `at + 1`."
-    order = -7
-    def __init__(self, at): self.at = at
-    def before_batch(self):
-        if self.learn.train_iter == self.at:
-            with torch.no_grad(): next(self.learn.model.discriminator.parameters()).fill_(float('nan'))
 
 @pytest.mark.reliability
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
     with pytest.raises(TrainingStopped, match=r'Non-finite loss at iteration 4: D/latent_real=nan.*last good checkpoint is iteration 2'):
-        _run(tmp_path, cbs=[_Poison(3)])
+        _run(tmp_path, cbs=[Poison(3)])
     assert latest_state(tmp_path).name == '000002_state.ckpt'
     assert not (tmp_path/'checkpoints'/'000003_nets.ckpt').exists()
     assert all(torch.isfinite(v).all() for sd in _files(tmp_path, 2)['nets'].values() for v in sd.values() if v.is_floating_point())

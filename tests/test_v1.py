@@ -93,15 +93,11 @@ from stargan_v2.callbacks import latest_state, ConfigMismatch
 from stargan_v2.learner import TrainingStopped
 from stargan_v2.v1 import train_v1, cli_train, V1Translator
 import stargan_v2.v1 as v1mod
+from helpers import assert_equal, Poison
 
 TINY = V1Config.tiny(total_iters=6, save_every=3, sample_every=3, print_every=3)
 
 def _run(out, cfg=TINY, **kw): return train_v1(cfg, out, device='cpu', verbose=False, progress=False, **kw)
-
-def _equal(a, b):
-    if isinstance(a, dict): return set(a) == set(b) and all(_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)): return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
-    return torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
 
 class _StopAt(Callback):
     "Stop training after iteration `at` (a checkpoint is written at the stop, as on Ctrl-C)."
@@ -117,20 +113,13 @@ def test_v1_resume_is_bitwise_exact(tmp_path):
     assert _run(tmp_path/'resumed', resume=True).train_iter == 6
     for kind in ('nets', 'optims', 'state'):
         a, b = (safe_load(tmp_path/r/'checkpoints'/f'000006_{kind}.ckpt') for r in ('straight', 'resumed'))
-        assert _equal(a, b), kind
+        assert_equal(a, b, kind)
 
-class _Poison(Callback):
-    "Turn one D weight into NaN before iteration `at + 1`."
-    order = -7
-    def __init__(self, at): self.at = at
-    def before_batch(self):
-        if self.learn.train_iter == self.at:
-            with torch.no_grad(): next(self.learn.model.discriminator.parameters()).fill_(float('nan'))
 
 @pytest.mark.reliability
 def test_v1_nan_guard_stops_before_the_step(tmp_path):
     with pytest.raises(TrainingStopped, match=r'Non-finite loss at iteration 5: D/loss_real=nan.*last good checkpoint is iteration 3'):
-        _run(tmp_path, cbs=[_Poison(4)])
+        _run(tmp_path, cbs=[Poison(4)])
     assert latest_state(tmp_path).name == '000003_state.ckpt'
     assert not (tmp_path/'checkpoints'/'000004_nets.ckpt').exists()
     g = safe_load(tmp_path/'checkpoints'/'000003_nets.ckpt')['generator']
