@@ -23,7 +23,7 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
-from .core import set_seed, default_device, module_device, DownloadError
+from .core import set_seed, default_device, module_device, DownloadError, config_replace, config_from_dict
 from .data import get_dls, augment, DataError, data_root, domain_folders
 from .shapes import measure_shapes, shapes_path, hue_dist
 from .trainer import GANTrainer
@@ -177,10 +177,7 @@ DISCO_PRESETS = ('official', 'shapes', 'tiny')
 
 def _replace(self:DiscoConfig, **kw) -> DiscoConfig:
     "A copy with some fields changed; unknown names and bad values are an error."
-    names = {f.name for f in fields(self)}
-    bad = sorted(set(kw) - names)
-    if bad: raise TypeError(f"DiscoConfig has no field(s) {bad}; valid fields are {sorted(names)}")
-    return _checked(dataclasses.replace(self, **kw))
+    return _checked(config_replace(self, **kw))
 
 def _checked(cfg:DiscoConfig) -> DiscoConfig:
     if cfg.arch not in ARCHS: raise ValueError(f"DiscoConfig.arch must be one of {ARCHS}, not {cfg.arch!r}")
@@ -188,12 +185,7 @@ def _checked(cfg:DiscoConfig) -> DiscoConfig:
     disco_depth(cfg.img_size); pair_list(cfg)
     return cfg
 
-def _from_dict(cls, d:dict) -> DiscoConfig:
-    "Rebuild from `asdict(cfg)` (e.g. a checkpoint's config), ignoring unknown keys."
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in d.items() if k in names})
-
-DiscoConfig.replace, DiscoConfig.from_dict = _replace, classmethod(_from_dict)
+DiscoConfig.replace, DiscoConfig.from_dict = _replace, classmethod(config_from_dict)
 
 # %% ../nbs/13_discogan.ipynb #d32774be
 def _official(cls, **kw) -> DiscoConfig:

@@ -20,7 +20,7 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 import pandas as pd
 from fastcore.basics import patch
-from .core import set_seed, DownloadError, atomic_save, file_sha256
+from .core import set_seed, DownloadError, atomic_save, file_sha256, config_replace, config_from_dict
 from .data import get_dls, domain_names, data_root, DataError
 from .checkpoints import safe_load, CheckpointMismatch, latest_checkpoint
 from .trainer import GANTrainer, frozen
@@ -70,21 +70,14 @@ class V1Config:
 
 # %% ../nbs/12_stargan_v1.ipynb #173dd619
 def _v1_replace(self:V1Config, **kwargs) -> V1Config:
-    "A copy of this config with some fields changed; unknown names are an error."
-    names = {f.name for f in fields(self)}
-    bad = sorted(set(kwargs) - names)
-    if bad: raise TypeError(f"V1Config has no field(s) {bad}; valid fields are {sorted(names)}")
+    "A copy of this config with some fields changed; unknown names and bad values are an error."
     if kwargs.get('model', 'stargan_v1') != 'stargan_v1': raise ValueError("V1Config is for model='stargan_v1' only")
     if kwargs.get('decay', 'linear') not in ('linear', 'official', 'none'):
         raise ValueError(f"decay must be 'linear', 'official' or 'none', not {kwargs['decay']!r}")
-    return dataclasses.replace(self, **kwargs)
+    return config_replace(self, **kwargs)
 V1Config.replace = _v1_replace
 
-def _v1_from_dict(cls, d:dict) -> V1Config:
-    "Rebuild a `V1Config` from `asdict(cfg)`, ignoring unknown keys."
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in d.items() if k in names})
-V1Config.from_dict = classmethod(_v1_from_dict)
+V1Config.from_dict = classmethod(config_from_dict)   # ignores unknown keys
 
 # %% ../nbs/12_stargan_v1.ipynb #70d1d380
 def _v1_official(cls, **kw) -> V1Config:
