@@ -44,6 +44,7 @@ class V1Config:
     g_conv_dim:int=64           # width of G's first conv
     d_conv_dim:int=64           # width of D's first conv
     g_repeat_num:int=6          # residual blocks in G's bottleneck
+    g_down_num:int=2            # stride-2 convs in G before the bottleneck (and transposed convs after); official 2
     d_repeat_num:int=6          # stride-2 convs in D (its src map is img_size / 2**d_repeat_num wide)
     # losses
     lambda_cls:float=1.         # domain classification weight
@@ -126,13 +127,13 @@ class ResidualBlock(nn.Module):
 
 # %% ../nbs/12_stargan_v1.ipynb #fb472433
 class Generator(nn.Module):
-    "StarGAN v1 G(x, c): 7×7 conv, 2 stride-2 convs, `repeat_num` residual blocks, 2 transposed convs, 7×7 conv, tanh."
-    def __init__(self, conv_dim:int=64, c_dim:int=5, repeat_num:int=6, padding_mode:str='zeros'):
+    "StarGAN v1 G(x, c): 7×7 conv, `down` (official 2) stride-2 convs, `repeat_num` residual blocks, `down` transposed convs, 7×7 conv, tanh."
+    def __init__(self, conv_dim:int=64, c_dim:int=5, repeat_num:int=6, padding_mode:str='zeros', down:int=2):
         super().__init__()
         layers, d = _conv_in_relu(3 + c_dim, conv_dim, 7, 1, padding_mode=padding_mode), conv_dim
-        for _ in range(2): layers += _conv_in_relu(d, d * 2, 4, 2); d *= 2           # down-sampling
+        for _ in range(down): layers += _conv_in_relu(d, d * 2, 4, 2); d *= 2           # down-sampling
         layers += [ResidualBlock(d) for _ in range(repeat_num)]                     # bottleneck
-        for _ in range(2): layers += _conv_in_relu(d, d // 2, 4, 2, transpose=True); d //= 2   # up-sampling
+        for _ in range(down): layers += _conv_in_relu(d, d // 2, 4, 2, transpose=True); d //= 2   # up-sampling
         layers += [nn.Conv2d(d, 3, 7, 1, 3, bias=False), nn.Tanh()]
         self.main, self.c_dim = nn.Sequential(*layers), c_dim
 
@@ -165,7 +166,7 @@ class V1Nets(nn.Module):
 
 def build_v1(cfg:V1Config, with_d:bool=True) -> V1Nets:
     "G and D as `cfg` describes them (PyTorch default init, as the official code)."
-    G = Generator(cfg.g_conv_dim, cfg.num_domains, cfg.g_repeat_num)
+    G = Generator(cfg.g_conv_dim, cfg.num_domains, cfg.g_repeat_num, down=cfg.g_down_num)
     D = Discriminator(cfg.img_size, cfg.d_conv_dim, cfg.num_domains, cfg.d_repeat_num) if with_d else None
     return V1Nets(G, D)
 
