@@ -393,7 +393,7 @@ def load_translator(path,        # a v1 run folder, its checkpoints/ folder or a
     cfg, f = V1Config.from_dict(d), _nets_file(path)
     sd = safe_load(f)
     if not isinstance(sd, dict) or 'generator' not in sd: raise CheckpointMismatch(f"{f} holds no 'generator' state dict")
-    G = _load_strict(Generator(cfg.g_conv_dim, cfg.num_domains, cfg.g_repeat_num), {k: v.float() for k, v in sd['generator'].items()}, f)
+    G = _load_strict(build_v1(cfg, with_d=False).generator, {k: v.float() for k, v in sd['generator'].items()}, f)
     G.requires_grad_(False).eval().to(device or 'cpu')
     try: doms = domain_names(data_root(cfg.data))
     except (DataError, OSError): doms = None
