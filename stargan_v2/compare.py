@@ -11,7 +11,7 @@ __all__ = ['LINEAGE', 'COLUMNS', 'FIGURE_TITLE', 'FAKES', 'CLAIMS', 'missing_req
            'open_committed', 'lineage_grid', 'show_lineage', 'save_png', 'run_lineage', 'write_lineage', 'run_modes',
            'open_any', 'cli_compare', 'claim_checks', 'claims_markdown']
 
-# %% ../nbs/14_lineage.ipynb #04dcfb6c
+# %% ../nbs/14_lineage.ipynb #2dd6b473
 import argparse, importlib, json, math, sys, tempfile, time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -29,7 +29,7 @@ from .evaluate import shapes_scores, load_split
 from .data import domain_names
 from .shapes import shapes_path
 
-# %% ../nbs/14_lineage.ipynb #4a2d81c5
+# %% ../nbs/14_lineage.ipynb #0da09d72
 def missing_requirement(requires:tuple) -> str|None:   # None when everything is there
     "The first of `requires` ('module' or 'module:Attr.path') this version of the library lacks, as a reason; None if all exist."
     for r in requires:
@@ -41,7 +41,7 @@ def missing_requirement(requires:tuple) -> str|None:   # None when everything is
             obj = getattr(obj, a)
     return None
 
-# %% ../nbs/14_lineage.ipynb #7aded86a
+# %% ../nbs/14_lineage.ipynb #b4c9ac6c
 @dataclass(frozen=True)
 class Method:
     "One entry of the lineage: the table rows it gives, how to train its preset, and how to open a run or its committed model."
@@ -55,7 +55,7 @@ class Method:
     requires:tuple = ()               # 'module' or 'module:Attr.path' that must exist, else the rows are skipped
     lesson:str = ''                   # where the method is taught
 
-# %% ../nbs/14_lineage.ipynb #b9fdeae0
+# %% ../nbs/14_lineage.ipynb #1fca3852
 def _n(m) -> int: return count_params(m, trainable_only=False) if isinstance(m, nn.Module) else 0
 
 def generator_params(tr:Translator) -> tuple:   # (G params, other params used to translate: F and E of StarGAN v2)
@@ -69,7 +69,7 @@ def generator_params(tr:Translator) -> tuple:   # (G params, other params used t
     inner = getattr(tr, 'inner', None)
     return generator_params(inner) if inner is not None else (0, 0)
 
-# %% ../nbs/14_lineage.ipynb #ddfc7b55
+# %% ../nbs/14_lineage.ipynb #681992fb
 def _v2_train(cfg, out, root=None, cbs=None):
     from stargan_v2.learner import train
     train(cfg, out, root=root, verbose=False, progress=False, device='cpu', cbs=cbs)
@@ -94,7 +94,7 @@ def _disco_g_updates(cfg, it:int) -> int:
     "DiscoGAN steps D when it % update_interval == 0 and G otherwise (every pair's Gs in one step)."
     return it - math.ceil(it / cfg.update_interval)
 
-# %% ../nbs/14_lineage.ipynb #5d76c4a6
+# %% ../nbs/14_lineage.ipynb #fc6b40fc
 # --- hooks for the two rows that come from lessons 12a and 12b (filled at their merge; skipped while absent) ---
 def _joint_preset(name:str):
     from stargan_v2.multidata import JointConfig             # lesson 12b: the v1 joint (mask-vector) config
@@ -108,7 +108,7 @@ def _joint_open(path):
     from stargan_v2.multidata import load_two_pass           # (cfg, Translator): shape pass, then the reference's colour class
     return load_two_pass(path)
 
-# %% ../nbs/14_lineage.ipynb #2b7340ee
+# %% ../nbs/14_lineage.ipynb #cf49bb95
 LINEAGE = {   # name -> Method; the table's rows, in this order
     'identity': Method(rows=(('identity (floor)', 'latent'),), fake=IdentityTranslator, lesson='02a'),
     'copy_reference': Method(rows=(('copy the reference (ceiling)', 'reference'),), fake=CopyReferenceTranslator, lesson='02a'),
@@ -129,7 +129,7 @@ LINEAGE = {   # name -> Method; the table's rows, in this order
                        committed='discogan/shapes', g_updates=_disco_g_updates, lesson='13'),
 }
 
-# %% ../nbs/14_lineage.ipynb #314b59f5
+# %% ../nbs/14_lineage.ipynb #3934d374
 class ReferenceOnly(Translator):
     "A translator that needs a reference in every call, made scorable by `shapes_scores`: a call without one returns the source (its 'latent' scores are never read)."
     reference_guided = True
@@ -140,7 +140,7 @@ class ReferenceOnly(Translator):
     def translate(self, x_src, y_src, y_trg, z=None, x_ref=None) -> Tensor:
         return x_src.clone() if x_ref is None else self.inner.translate(x_src, y_src, y_trg, x_ref=x_ref)
 
-# %% ../nbs/14_lineage.ipynb #2b338829
+# %% ../nbs/14_lineage.ipynb #574c51f7
 COLUMNS = ['model', 'mode', 'status', 'generators', 'g_params', 'aux_params', 'train_cpu_min', 'train_wall_min', 'iterations',
            'g_updates', 'acc', 'pos_err', 'hue_err_reference', 'hue_err_source', 'diversity', 'diversity_l1', 'shapes_fid', 'source']
 
@@ -154,7 +154,7 @@ def row_values(sc:dict, mode:str, diverse:bool) -> dict:
                 diversity_l1=sc['diversity_l1_latent'] if mode == 'latent' else nan,
                 shapes_fid=sc[f'shapes_fid_{mode}'])
 
-# %% ../nbs/14_lineage.ipynb #72ebaa5f
+# %% ../nbs/14_lineage.ipynb #1b6e84cf
 def score_rows(tr:Translator,           # the method's translator
                rows:tuple,              # ((label, mode), ...)
                img_size:int, root=None, # the Shapes dataset (default: the committed one)
@@ -173,7 +173,7 @@ def skipped_rows(rows:tuple, reason:str) -> list:
     "Rows that could not be made, with the reason in `status` and no numbers."
     return [dict(model=label, mode=mode, status=f'skipped: {reason}') for label, mode in rows]
 
-# %% ../nbs/14_lineage.ipynb #3b0cf86a
+# %% ../nbs/14_lineage.ipynb #ae9d1cf9
 def lineage_table(rows:list) -> pd.DataFrame:
     "The rows as a DataFrame with the lineage columns in order (missing values NaN)."
     return pd.DataFrame(rows).reindex(columns=COLUMNS)
@@ -208,7 +208,7 @@ def lineage_markdown(df:pd.DataFrame) -> str:
         lines.append('\n\\* wall-clock time on a shared CPU (the run recorded no CPU time).')
     return '\n'.join(lines)
 
-# %% ../nbs/14_lineage.ipynb #3543bb48
+# %% ../nbs/14_lineage.ipynb #8e100ece
 _SCHEDULE = ('ds_iter', 'decay_iters', 'lr_update_step', 'gan_curriculum')   # lengths that follow total_iters
 
 def scale_schedule(cfg, iters:int):
@@ -217,7 +217,7 @@ def scale_schedule(cfg, iters:int):
     kw = {k: max(1, round(getattr(cfg, k) * f)) for k in _SCHEDULE if hasattr(cfg, k)}
     return cfg.replace(total_iters=iters, save_every=iters, sample_every=iters, **kw)
 
-# %% ../nbs/14_lineage.ipynb #f7043e50
+# %% ../nbs/14_lineage.ipynb #dd6831b0
 class IterClock(Callback):
     "Records this process's CPU time after every training iteration (fastai calls `after_batch` even when the trainer cancels the batch)."
     order = 99
@@ -232,7 +232,7 @@ def budget_iters(m:Method, cfg, seconds:float, probe:int=25, root=None) -> tuple
     spi = float(np.median(np.diff(clock.times[1:])))     # the first iteration also builds the data pipeline: dropped
     return max(1, int(seconds / max(spi, 1e-4))), spi
 
-# %% ../nbs/14_lineage.ipynb #7e596ccd
+# %% ../nbs/14_lineage.ipynb #ff9d41fc
 def train_for_budget(name:str,            # a key of LINEAGE with a preset
                      out_dir,             # the run folder
                      minutes:float=9.,    # CPU minutes (one thread) every method gets
@@ -251,7 +251,7 @@ def train_for_budget(name:str,            # a key of LINEAGE with a preset
                 g_updates=m.g_updates(cfg, iters), run=str(out_dir),
                 source=f'trained here: preset {preset!r}, {minutes:g} CPU min budget ({spi:.3f} s/it measured)')
 
-# %% ../nbs/14_lineage.ipynb #acdb7d98
+# %% ../nbs/14_lineage.ipynb #4de42a32
 def committed_dir(m:Method) -> Path:
     "Folder of a method's committed model."
     from stargan_v2.trained import trained_dir
@@ -274,7 +274,7 @@ def open_committed(m:Method) -> tuple:   # (cfg, Translator)
     if m.open_run is load_translator and m.committed in trained_names(): return load_trained(m.committed)
     return m.open_run(committed_dir(m))
 
-# %% ../nbs/14_lineage.ipynb #6baa7221
+# %% ../nbs/14_lineage.ipynb #27a4f9c0
 @torch.no_grad()
 def lineage_grid(entries:list,          # [(label, mode, Translator)]: one row each
                  root=None,             # the Shapes dataset (default: the committed one)
@@ -317,7 +317,13 @@ def save_png(fig, dest, colors:int=96) -> None:
 
 FIGURE_TITLE = 'The same six sources (top row) into each domain; one row per method; each block starts with its one reference'
 
-# %% ../nbs/14_lineage.ipynb #f0599515
+# %% ../nbs/14_lineage.ipynb #8acb0ead
+def _preset_error(m:Method, preset:str) -> str|None:
+    "Why `m` cannot build `preset` (e.g. a hooked lesson without a tiny preset), or None."
+    if m.preset is None: return None
+    try: m.preset(preset); return None
+    except (AttributeError, ValueError, TypeError) as e: return f"no {preset!r} preset ({e})"
+
 def _train_job(args:tuple) -> dict: return train_for_budget(*args)
 
 def _train_all(names:list, runs_dir:Path, minutes:float, preset:str, probe:int, jobs:int, root=None) -> dict:
@@ -326,7 +332,7 @@ def _train_all(names:list, runs_dir:Path, minutes:float, preset:str, probe:int, 
     if jobs <= 1: return {n: _train_job(a) for n, a in zip(names, args)}
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context('spawn')) as ex: return dict(zip(names, ex.map(_train_job, args)))
 
-# %% ../nbs/14_lineage.ipynb #3cadc810
+# %% ../nbs/14_lineage.ipynb #1107f102
 def run_lineage(source:str='committed',  # 'committed': the models in stargan_v2/trained/; 'train': train every preset here
                 names=None,              # keys of LINEAGE (default: all, in order)
                 preset:str='shapes', minutes:float=9., jobs:int=2, probe:int=25, runs_dir=None,  # for source='train'
@@ -337,6 +343,7 @@ def run_lineage(source:str='committed',  # 'committed': the models in stargan_v2
     names = list(names or LINEAGE)
     K = len(domain_names(Path(root) if root is not None else shapes_path(), 'val'))
     missing = {n: missing_requirement(LINEAGE[n].requires) for n in names}
+    if source == 'train': missing = {n: why or _preset_error(LINEAGE[n], preset) for n, why in missing.items()}
     todo = [n for n in names if LINEAGE[n].preset is not None and missing[n] is None]
     trained = {}
     if source == 'train' and todo:
@@ -361,7 +368,7 @@ def run_lineage(source:str='committed',  # 'committed': the models in stargan_v2
         say(f"scored {n} ({time.process_time() - t0:.0f} CPU s)", flush=True)
     return lineage_table(rows), entries
 
-# %% ../nbs/14_lineage.ipynb #5049ef63
+# %% ../nbs/14_lineage.ipynb #ccff8a5a
 def write_lineage(df:pd.DataFrame, entries:list, out_dir, meta:dict|None=None, root=None, img_size:int=16, seed:int=0) -> dict:
     "Write lineage.csv, lineage.md, lineage.png (the figure) and lineage.json (how they were made) to `out_dir`; returns the paths."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
@@ -373,7 +380,7 @@ def write_lineage(df:pd.DataFrame, entries:list, out_dir, meta:dict|None=None, r
     p['json'].write_text(json.dumps((meta or {}) | dict(created=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), torch=torch.__version__), indent=1))
     return p
 
-# %% ../nbs/14_lineage.ipynb #a0b9d0dd
+# %% ../nbs/14_lineage.ipynb #cb0c236c
 FAKES = {'identity': IdentityTranslator, 'copy-reference': CopyReferenceTranslator}
 
 def run_modes(label:str, tr:Translator) -> tuple:   # ((label, mode), ...)
@@ -394,7 +401,7 @@ def open_any(run:str, num_domains:int=3, img_size:int=16) -> tuple:   # (cfg or 
         return cfg, tr, committed_info(m, cfg)
     raise FileNotFoundError(f"{run} is not a run folder, a committed model (see stargan_v2/trained/) or one of {', '.join(FAKES)}")
 
-# %% ../nbs/14_lineage.ipynb #3b733bb6
+# %% ../nbs/14_lineage.ipynb #83fb6c44
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='stargan_v2 eval', description="Several runs side by side on Shapes (lesson 14): one row per run "
                                 "and mode, every run scored by the same `shapes_scores` on the same sources, references and z. "
@@ -432,7 +439,7 @@ def cli_compare(argv:list) -> int:
         save_png(show_lineage(*lineage_grid(entries, root, S, seed=a.seed), title=FIGURE_TITLE), a.figure); print(f"wrote {a.figure}")
     return 0
 
-# %% ../nbs/14_lineage.ipynb #2776a64a
+# %% ../nbs/14_lineage.ipynb #ee90d9be
 def _row(df:pd.DataFrame, model:str):
     "The row of `model` if it was made, else None."
     r = df[(df['model'] == model) & (df['status'] == 'ok')]

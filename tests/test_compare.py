@@ -125,3 +125,11 @@ def test_benchmark_tiny_train_end_to_end(tmp_path):
     assert (tmp_path/'runs'/'stargan_v1'/'config.json').is_file()
     meta = json.loads((out/'lineage.json').read_text())
     assert meta['command'].startswith('python benchmarks/train_lineage.py --train') and (out/'lineage.png').is_file()
+
+def test_a_method_without_the_preset_is_skipped_when_training(monkeypatch):
+    "Training: an entry whose preset cannot be built (say a hooked lesson without a `tiny` preset) is skipped with the reason."
+    from stargan_v2.v1 import V1Config
+    monkeypatch.setitem(C.LINEAGE, 'stargan_v1_sa', replace(C.LINEAGE['stargan_v1_sa'], requires=(), preset=lambda n: getattr(V1Config, n + '_nope')()))
+    df, _ = C.run_lineage('train', ['stargan_v1_sa'], preset='tiny', verbose=False)
+    st = df['status'].iloc[0]
+    assert st.startswith("skipped: no 'tiny' preset") and 'tiny_nope' in st
