@@ -284,7 +284,8 @@ def write_results(res:dict, out_dir, name:str='eval') -> tuple:
 
 # %% ../nbs/08a_evaluate.ipynb #72266860
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='stargan_v2 eval', description='FID (official-compatible and standard), LPIPS diversity and, on Shapes, the Shapes scores of a checkpoint.')
+    p = argparse.ArgumentParser(prog='stargan_v2 eval', description='FID (official-compatible and standard), LPIPS diversity and, on Shapes, the Shapes scores of a checkpoint. '
+                                '(Several runs side by side, lesson 14: stargan_v2 eval RUN [RUN ...]; see stargan_v2 eval RUN --help.)')
     p.add_argument('--checkpoint', required=True, help="a run or checkpoints folder (latest step) of any method, or a StarGAN v2 *_nets_ema.ckpt file")
     p.add_argument('--data', default=None, help="dataset root with train/ and val/ (default: the config's dataset)")
     p.add_argument('--out', default=None, help='output folder (default: <run dir>/eval)')
@@ -312,8 +313,15 @@ def _is_shapes(root:Path) -> bool:
     return set(domain_names(root, 'val')) <= {'circle', 'square', 'triangle', 'pentagon', 'hexagon'}
 
 # %% ../nbs/08a_evaluate.ipynb #e2fb7a76
+def _several_runs(argv:list) -> bool:
+    "RUN names without --checkpoint: the several-runs form `stargan_v2 eval RUN [RUN ...]`."
+    return not any(x == '--checkpoint' or x.startswith('--checkpoint=') for x in argv) and any(not x.startswith('-') for x in argv)
+
 def cli_eval(argv:list) -> int:
-    "`stargan_v2 eval --checkpoint PATH [...]`: evaluate a checkpoint; writes eval.json / eval.md."
+    "`stargan_v2 eval --checkpoint PATH [...]`: evaluate a checkpoint; writes eval.json / eval.md. `stargan_v2 eval RUN [RUN ...]`: several runs side by side (lesson 14)."
+    if _several_runs(argv):
+        from stargan_v2.compare import cli_compare   # the lineage table of lesson 14
+        return cli_compare(argv)
     a = _parser().parse_args(argv)
     dev = default_device(a.device)
     cfg, tr = load_translator(a.checkpoint, device=dev)   # any method's run (lesson 02a)
