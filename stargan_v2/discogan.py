@@ -564,13 +564,14 @@ def disco_trained_dir(name:str='shapes') -> Path:
     return trained_dir()/'discogan'/name
 
 def export_disco_trained(run_dir, dest, command:str, scores:dict, extra:dict|None=None) -> Path:
-    "Write a finished run's generators (fp32; D is not needed to translate), config and a manifest (command, commit, seed, scores, SHA-256) to `dest`."
+    "Write a finished run's generators (fp16; D is not needed to translate), config and a manifest (command, commit, seed, scores, SHA-256) to `dest`."
     import subprocess
     from stargan_v2.core import file_sha256, atomic_save
     run_dir, dest = Path(run_dir), Path(dest); dest.mkdir(parents=True, exist_ok=True)
     st = latest_state(run_dir)
     sd = safe_load(st.with_name(st.name.replace('_state.ckpt', '_nets.ckpt')))
-    atomic_save({k: {n: v for n, v in d.items() if n.startswith('G_')} for k, d in sd.items()}, dest/'nets.ckpt')
+    half = lambda v: v.half() if v.is_floating_point() else v   # fp16 on disk (half the size); loading casts back to fp32
+    atomic_save({k: {n: half(v) for n, v in d.items() if n.startswith('G_')} for k, d in sd.items()}, dest/'nets.ckpt')
     (dest/'config.json').write_text((run_dir/'config.json').read_text())
     for name, text in (extra or {}).items(): (dest/name).write_text(text)
     try: commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
