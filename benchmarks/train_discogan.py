@@ -9,6 +9,7 @@ and with the official train-mode BN, the per-task hue relation (circular correla
 of issue #14: all pairs <= 10 min, target-domain accuracy >= 0.90, position error <= 3 px.
 --ablation also trains circle<->square with arch gan, recongan and discogan (same settings) and prints the paper's ablation.
 --save-trained writes the generators, config, scores and hue tables to stargan_v2/trained/discogan/shapes/.
+--merge-ablation DIR ... adds the ablation of earlier `--ablation --only-ablation` runs (e.g. one per arch, run side by side) to that folder.
 """
 import argparse, json, os, sys, tempfile, time
 from pathlib import Path
@@ -32,7 +33,10 @@ def main(argv=None):
     p.add_argument('--save-trained', action='store_true', help='export into stargan_v2/trained/discogan/shapes')
     p.add_argument('--time-only', type=int, default=0, metavar='N', help='only time N iterations (no scores)')
     p.add_argument('--n-per-domain', type=int, default=100, help='val sources per domain for the scores')
+    p.add_argument('--merge-ablation', nargs='+', default=None, metavar='DIR',
+                   help='only merge the ablation rows and hue tables of earlier --only-ablation runs (their --out folders) into the committed model')
     a = p.parse_args(argv)
+    if a.merge_ablation: return merge_ablation([Path(d) for d in a.merge_ablation])
     import torch, numpy as np, pandas as pd
     torch.set_num_threads(a.threads)
     from stargan_v2.discogan import (DiscoConfig, load_translator, disco_scores, hue_relation, hue_summary, _coerce,
@@ -94,6 +98,25 @@ def main(argv=None):
             print(arch, abl[arch], flush=True)
             csv = pd.concat(hues, ignore_index=True).round(2).to_csv(index=False)
             (out/'ablation_hues.csv').write_text(csv); save(csv)
+    return 0
+
+def merge_ablation(dirs):
+    "Put the ablation of separate --only-ablation runs (one arch each) into stargan_v2/trained/discogan/shapes: rows, hue table, manifest."
+    import pandas as pd, stargan_v2
+    from stargan_v2.core import file_sha256
+    dest = Path(stargan_v2.__file__).parent/'trained'/'discogan'/'shapes'
+    man = json.loads((dest/'manifest.json').read_text())
+    abl, csvs = {}, []
+    for d in dirs:
+        abl |= json.loads((d/'metrics.json').read_text())['ablation_circle2square']
+        csvs.append(pd.read_csv(d/'ablation_hues.csv'))
+    (dest/'ablation_hues.csv').write_text(pd.concat(csvs, ignore_index=True).to_csv(index=False))
+    man['scores']['ablation_circle2square'] = abl
+    man['ablation_command'] = ('python benchmarks/train_discogan.py --threads 1 --ablation --only-ablation --archs ARCH --out DIR '
+                               f"(one run per arch: {', '.join(abl)}), then --merge-ablation DIR ...")
+    man['files'] = {f.name: {'bytes': f.stat().st_size, 'sha256': file_sha256(f)} for f in sorted(dest.iterdir()) if f.name != 'manifest.json'}
+    (dest/'manifest.json').write_text(json.dumps(man, indent=1, default=float))
+    print(f"merged {list(abl)} into {dest/'manifest.json'}", flush=True)
     return 0
 
 if __name__ == '__main__': sys.exit(main())

@@ -70,12 +70,14 @@ class DiscoGenerator(nn.Module):
 
 # %% ../nbs/13_discogan.ipynb #5cc704e0
 class DiscoDiscriminator(nn.Module):
-    "The generator's encoder, then a 4x4 valid conv and a Sigmoid; also returns the BN'd layers' features for FM."
-    def __init__(self, img_size:int=64, dim:int=64):
+    "The generator's encoder (halving down to `min_size`; official 4), a valid conv over the last map and a Sigmoid; also returns the BN'd layers' features for FM."
+    def __init__(self, img_size:int=64, dim:int=64, min_size:int=4):
         super().__init__()
+        if min_size not in (1, 2, 4): raise ValueError(f"DiscoDiscriminator: min_size must be 4 (official), 2 or 1, not {min_size}")
         ws = disco_widths(img_size, dim)
+        ws = ws + [ws[-1] * 2**(i + 1) for i in range(round(math.log2(4 // min_size)))]   # past 4x4: keep halving, keep doubling
         self.blocks = nn.ModuleList([_block(3, ws[0], bn=False)] + [_block(a, b) for a, b in zip(ws[:-1], ws[1:])])
-        self.head = nn.Conv2d(ws[-1], 1, 4, 1, 0, bias=False)
+        self.head = nn.Conv2d(ws[-1], 1, min_size, 1, 0, bias=False)
     def forward(self, x:Tensor) -> tuple:   # ((B,) probabilities, [features of blocks 1..n-1])
         feats = []
         for i, b in enumerate(self.blocks):
@@ -83,20 +85,21 @@ class DiscoDiscriminator(nn.Module):
             if i > 0: feats.append(x)
         return torch.sigmoid(self.head(x)).flatten(), feats
 
+
 # %% ../nbs/13_discogan.ipynb #eabc3cc5
 class DiscoPair(nn.Module):
     "The four networks of one pair of domains: G_AB (A->B), G_BA (B->A), D_A (judges A), D_B (judges B)."
-    def __init__(self, img_size:int, dim:int, extra_layers:bool=False):
+    def __init__(self, img_size:int, dim:int, extra_layers:bool=False, d_min_size:int=4):
         super().__init__()
         self.G_AB, self.G_BA = (DiscoGenerator(img_size, dim, extra_layers) for _ in range(2))
-        self.D_A, self.D_B = (DiscoDiscriminator(img_size, dim) for _ in range(2))
+        self.D_A, self.D_B = (DiscoDiscriminator(img_size, dim, d_min_size) for _ in range(2))
 
 class DiscoNets(nn.Module):
     "One `DiscoPair` per trained pair, as children `pair_A_B`: each is checkpointed as its own state dict."
     def __init__(self, cfg):
         super().__init__()
         self.pairs = pair_list(cfg)
-        for a, b in self.pairs: self.add_module(f'pair_{a}_{b}', DiscoPair(cfg.img_size, cfg.dim, cfg.extra_layers))
+        for a, b in self.pairs: self.add_module(f'pair_{a}_{b}', DiscoPair(cfg.img_size, cfg.dim, cfg.extra_layers, cfg.d_min_size))
     def pair(self, a:int, b:int) -> DiscoPair: return getattr(self, f'pair_{a}_{b}')
     def generator(self, src:int, trg:int) -> nn.Module:
         "The G that maps domain `src` to domain `trg`."
@@ -148,10 +151,12 @@ class DiscoConfig:
     # networks
     dim:int=64                  # width of the first conv; doubles at every stride-2 layer
     extra_layers:bool=False     # the official 100-channel 1x1 bottleneck (angle_pairing.py)
+    d_min_size:int=4            # D halves the image down to this side, then a valid conv (official 4; not official: 2, 1)
     # losses
     arch:str='discogan'         # 'discogan' (both directions), 'recongan' (A->B + recon of A) or 'gan' (A->B only)
     lambda_gan:float=0.1        # weight of the BCE GAN term inside the adversarial part
     lambda_fm:float=0.9         # weight of the feature-matching term inside the adversarial part
+    lambda_mis:float=0.         # not official (0 = off): each D also learns to call the other domain's real images fake
     starting_rate:float=0.01    # reconstruction weight during the curriculum
     default_rate:float=0.5      # reconstruction weight after it
     gan_curriculum:int=10_000   # iterations (D and G steps both count) with `starting_rate`
@@ -182,6 +187,8 @@ def _replace(self:DiscoConfig, **kw) -> DiscoConfig:
 def _checked(cfg:DiscoConfig) -> DiscoConfig:
     if cfg.arch not in ARCHS: raise ValueError(f"DiscoConfig.arch must be one of {ARCHS}, not {cfg.arch!r}")
     if cfg.model != 'discogan': raise ValueError(f"DiscoConfig.model must be 'discogan', not {cfg.model!r}")
+    if cfg.d_min_size not in (1, 2, 4): raise ValueError(f"DiscoConfig.d_min_size must be 4 (official), 2 or 1, not {cfg.d_min_size}")
+    if cfg.lambda_mis < 0: raise ValueError(f"DiscoConfig.lambda_mis must be >= 0, not {cfg.lambda_mis}")
     disco_depth(cfg.img_size); pair_list(cfg)
     return cfg
 
@@ -193,8 +200,8 @@ def _official(cls, **kw) -> DiscoConfig:
     return cls(name='official').replace(**kw)
 
 def _shapes(cls, **kw) -> DiscoConfig:
-    "CPU preset for Shapes: 16 px, d=32, batch 32, all 3 pairs in one learner; curriculum = first third of the run."
-    return cls(name='shapes', data='shapes', img_size=16, num_domains=3, dim=32, total_iters=3000, gan_curriculum=1000,
+    "CPU preset for Shapes: 16 px, d=32, batch 32, all 3 pairs in one learner; curriculum = first third of the run; D down to 2x2 + the wrong-domain term (not official)."
+    return cls(name='shapes', data='shapes', img_size=16, num_domains=3, dim=32, total_iters=3000, gan_curriculum=1000, d_min_size=2, lambda_mis=1.,
                batch_size=32, val_batch_size=32, print_every=250, sample_every=500, save_every=1000).replace(**kw)
 
 def _tiny(cls, **kw) -> DiscoConfig:
@@ -237,7 +244,7 @@ def _frozen(modules):
         for p in ps: p.requires_grad_(True)
 
 def pair_losses(pair:DiscoPair, A:Tensor, B:Tensor, cfg, rate:float, d_step:bool) -> tuple:
-    "All official forwards of one pair (A, B in [0,1]); returns (loss of the step taken, {term: float})."
+    "All official forwards of one pair (+ the wrong-domain term if `cfg.lambda_mis`) (A, B in [0,1]); returns (loss of the step taken, {term: float})."
     with torch.set_grad_enabled(not d_step):      # the fakes need grads only in a G step
         AB, BA = pair.G_AB(A), pair.G_BA(B)
         ABA, BAB = pair.G_BA(AB), pair.G_AB(BA)
@@ -248,13 +255,16 @@ def pair_losses(pair:DiscoPair, A:Tensor, B:Tensor, cfg, rate:float, d_step:bool
     t = dict(A=d_gan_loss(pr_A, pf_A), B=d_gan_loss(pr_B, pf_B),
              gan_AB=g_gan_loss(pf_B), fm_AB=fm_loss(fr_B, ff_B), rec_A=F.mse_loss(ABA, A),
              gan_BA=g_gan_loss(pf_A), fm_BA=fm_loss(fr_A, ff_A), rec_B=F.mse_loss(BAB, B))
+    if cfg.lambda_mis:   # not official: D_A calls real B images fake and D_B real A images (logged in G steps too)
+        with torch.set_grad_enabled(d_step): t['mis_A'], t['mis_B'] = bce(pair.D_A(B)[0], 0.), bce(pair.D_B(A)[0], 0.)
+    mis = lambda k: cfg.lambda_mis * 0.5 * t[f'mis_{k}'] if cfg.lambda_mis else 0.
     adv_AB, adv_BA = (cfg.lambda_gan * t[f'gan_{d}'] + cfg.lambda_fm * t[f'fm_{d}'] for d in ('AB', 'BA'))
-    if d_step: loss = t['A'] + t['B'] if cfg.arch == 'discogan' else t['B']
+    if d_step: loss = t['A'] + mis('A') + t['B'] + mis('B') if cfg.arch == 'discogan' else t['B'] + mis('B')
     elif cfg.arch == 'gan': loss = adv_AB
     else:
         loss = adv_AB * (1 - rate) + rate * t['rec_A']
         if cfg.arch == 'discogan': loss = loss + adv_BA * (1 - rate) + rate * t['rec_B']
-    return loss, {('D/' if k in 'AB' else 'G/') + k: v.item() for k, v in t.items()}
+    return loss, {('D/' if k in ('A', 'B', 'mis_A', 'mis_B') else 'G/') + k: v.item() for k, v in t.items()}
 
 # %% ../nbs/13_discogan.ipynb #9e0884a2
 def make_disco_optims(nets:DiscoNets, cfg) -> dict:
@@ -554,13 +564,14 @@ def disco_trained_dir(name:str='shapes') -> Path:
     return trained_dir()/'discogan'/name
 
 def export_disco_trained(run_dir, dest, command:str, scores:dict, extra:dict|None=None) -> Path:
-    "Write a finished run's generators (fp32; D is not needed to translate), config and a manifest (command, commit, seed, scores, SHA-256) to `dest`."
+    "Write a finished run's generators (fp16; D is not needed to translate), config and a manifest (command, commit, seed, scores, SHA-256) to `dest`."
     import subprocess
     from stargan_v2.core import file_sha256, atomic_save
     run_dir, dest = Path(run_dir), Path(dest); dest.mkdir(parents=True, exist_ok=True)
     st = latest_state(run_dir)
     sd = safe_load(st.with_name(st.name.replace('_state.ckpt', '_nets.ckpt')))
-    atomic_save({k: {n: v for n, v in d.items() if n.startswith('G_')} for k, d in sd.items()}, dest/'nets.ckpt')
+    half = lambda v: v.half() if v.is_floating_point() else v   # fp16 on disk (half the size); loading casts back to fp32
+    atomic_save({k: {n: half(v) for n, v in d.items() if n.startswith('G_')} for k, d in sd.items()}, dest/'nets.ckpt')
     (dest/'config.json').write_text((run_dir/'config.json').read_text())
     for name, text in (extra or {}).items(): (dest/name).write_text(text)
     try: commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()

@@ -24,7 +24,8 @@ def test_official_param_counts():
     assert count_params(DiscoGenerator(64, 64)) == 5_513_856
     assert count_params(DiscoGenerator(64, 64, extra_layers=True)) == 7_153_480
     assert count_params(DiscoDiscriminator(64, 64)) == 2_765_568
-    assert count_params(DiscoNets(DiscoConfig.shapes())) == 3 * 2 * (68_800 + 35_456)
+    assert count_params(DiscoNets(DiscoConfig.shapes())) == 3 * 2 * (68_800 + 166_272)   # D down to 2x2 (d_min_size=2)
+    assert count_params(DiscoNets(DiscoConfig.shapes(d_min_size=4))) == 3 * 2 * (68_800 + 35_456)
 
 @pytest.mark.reliability
 def test_resume_is_exact(tmp_path):
