@@ -8,14 +8,14 @@ Docs: https://stargan-v2-course.github.io/stargan_v2/self_attention.html.md"""
 __all__ = ['SelfAttention', 'd_hinge_loss', 'g_hinge_loss', 'add_spectral_norm', 'sa_gammas', 'attention_maps', 'plot_attention',
            'triangle_corner_queries', 'shapes_attention_figure']
 
-# %% ../nbs/12a_self_attention.ipynb #7fad89b0
+# %% ../nbs/12a_self_attention.ipynb #2ac59453
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 import matplotlib.pyplot as plt
 
-# %% ../nbs/12a_self_attention.ipynb #a24f5859
+# %% ../nbs/12a_self_attention.ipynb #ae7efba0
 class SelfAttention(nn.Module):
     "SAGAN self-attention: y = γ·v(Σᵢ β_ji h(xᵢ)) + x with β_j = softmax over i of f(xᵢ)ᵀg(xⱼ); γ starts at 0 (identity)."
     def __init__(self, C:int,       # channels of the feature map
@@ -37,7 +37,7 @@ class SelfAttention(nn.Module):
         y = x + self.gamma * o
         return (y, attn) if return_attn else y
 
-# %% ../nbs/12a_self_attention.ipynb #890a7ee6
+# %% ../nbs/12a_self_attention.ipynb #93d34dc3
 def d_hinge_loss(real:Tensor, # D_src on real images, any shape (B,...)
                  fake:Tensor, # D_src on generated images, any shape
                 ) -> tuple:   # (real term, fake term), scalars; D's loss is their sum
@@ -48,7 +48,7 @@ def g_hinge_loss(fake:Tensor) -> Tensor:
     "G's hinge loss: −mean D(x̃) (the same as WGAN's G term)."
     return -fake.mean()
 
-# %% ../nbs/12a_self_attention.ipynb #e635658c
+# %% ../nbs/12a_self_attention.ipynb #68f8d443
 def add_spectral_norm(m:nn.Module,  # modified in place
                       skip=(),      # modules to leave alone (e.g. a classification head)
                      ) -> nn.Module:
@@ -57,7 +57,7 @@ def add_spectral_norm(m:nn.Module,  # modified in place
     for l in layers: spectral_norm(l)
     return m
 
-# %% ../nbs/12a_self_attention.ipynb #3e34b2d4
+# %% ../nbs/12a_self_attention.ipynb #f019fdaa
 def sa_gammas(nets:nn.Module) -> dict:
     "{'SA/gamma_<child>[_k]': γ} for every `SelfAttention` block in each child of `nets` (e.g. generator, discriminator)."
     out = {}
@@ -76,7 +76,7 @@ def attention_maps(model:nn.Module, *args) -> list:
     finally:
         for b in blocks: b.keep_attn, b.attn = False, None
 
-# %% ../nbs/12a_self_attention.ipynb #22e1a0a9
+# %% ../nbs/12a_self_attention.ipynb #a4935ddf
 def plot_attention(x:Tensor,          # (3,H,W) image in [-1,1] that the queries are drawn on
                    attn:Tensor,       # (N,N) β of this image: row j = query j, N = h·w
                    hw:tuple,          # (h, w) of the attended feature map
@@ -99,7 +99,7 @@ def plot_attention(x:Tensor,          # (3,H,W) image in [-1,1] that the queries
     for ax in axs: ax.set_axis_off()
     return axs
 
-# %% ../nbs/12a_self_attention.ipynb #43794542
+# %% ../nbs/12a_self_attention.ipynb #1fa84402
 def triangle_corner_queries(row,              # one triangle's row of the Shapes metadata (cx, cy, size, rotation; 64-px frame)
                             hw:tuple,         # (h, w) of the attended map
                             inward:float=0.2, # move each vertex this fraction towards the centre (onto the shape)
@@ -113,7 +113,7 @@ def triangle_corner_queries(row,              # one triangle's row of the Shapes
         out.append((min(int(y * h / 64), h - 1), min(int(x * w / 64), w - 1)))
     return out
 
-# %% ../nbs/12a_self_attention.ipynb #2ab80206
+# %% ../nbs/12a_self_attention.ipynb #5056cb23
 def shapes_attention_figure(G:nn.Module,      # a generator G(x, c) with one `SelfAttention` block
                             img_size:int,     # its image size
                             n:int=2,          # validation triangles (rows of the figure)
