@@ -27,6 +27,7 @@ from .trainer import GANTrainer, frozen
 from .translator import Translator, as_labels, run_config
 from .callbacks import latest_state, load_checkpoint, ConfigMismatch
 from .learner import gan_learner, TrainingStopped, _fit, _coerce
+from .attention import SelfAttention, d_hinge_loss, add_spectral_norm, sa_gammas
 
 # %% ../nbs/12_stargan_v1.ipynb #0ec98aff
 @dataclass(frozen=True)
@@ -46,10 +47,14 @@ class V1Config:
     g_repeat_num:int=6          # residual blocks in G's bottleneck
     g_down_num:int=2            # stride-2 convs in G before the bottleneck (and transposed convs after); official 2
     d_repeat_num:int=6          # stride-2 convs in D (its src map is img_size / 2**d_repeat_num wide)
+    sa_g:bool=False             # lesson 12a: a self-attention block in G after its first transposed conv
+    sa_d:bool=False             # lesson 12a: a self-attention block in D after its first conv
+    sn:bool=False               # lesson 12a: spectral norm on D's trunk and src head (not on the cls head)
     # losses
+    adv:str='wgan-gp'           # D's adversarial loss: 'wgan-gp' (official) or 'hinge' (lesson 12a)
     lambda_cls:float=1.         # domain classification weight
     lambda_rec:float=10.        # L1 reconstruction weight
-    lambda_gp:float=10.         # WGAN-GP weight
+    lambda_gp:float=10.         # WGAN-GP weight (0: no penalty is computed)
     # optimisation
     n_critic:int=5              # one G update every n_critic D updates
     total_iters:int=200_000     # D iterations (num_iters)
@@ -75,6 +80,7 @@ def _v1_replace(self:V1Config, **kwargs) -> V1Config:
     if kwargs.get('model', 'stargan_v1') != 'stargan_v1': raise ValueError("V1Config is for model='stargan_v1' only")
     if kwargs.get('decay', 'linear') not in ('linear', 'official', 'none'):
         raise ValueError(f"decay must be 'linear', 'official' or 'none', not {kwargs['decay']!r}")
+    if kwargs.get('adv', 'wgan-gp') not in ('wgan-gp', 'hinge'): raise ValueError(f"adv must be 'wgan-gp' or 'hinge', not {kwargs['adv']!r}")
     return config_replace(self, **kwargs)
 V1Config.replace = _v1_replace
 
@@ -97,8 +103,15 @@ def _v1_tiny(cls, **kw) -> V1Config:
                d_repeat_num=3, n_critic=2, total_iters=10, decay_iters=6, lr_update_step=2, batch_size=4, val_batch_size=4,
                seed=0, print_every=1, sample_every=5, save_every=5, num_workers=0).replace(**kw)
 
-V1Config.official, V1Config.shapes, V1Config.tiny = (classmethod(f) for f in (_v1_official, _v1_shapes, _v1_tiny))
-V1_PRESETS = ('official', 'shapes', 'tiny')
+def _v1_shapes_sa(cls, **kw) -> V1Config:
+    "Lesson 12a: the `shapes` preset with SAGAN's recipe: SA in G and D, hinge, SN on D, no GP, TTUR (D lr 4× G lr), Adam(0, 0.9), 1:1."
+    b = cls.shapes()
+    return b.replace(name='shapes_sa', adv='hinge', sn=True, sa_g=True, sa_d=True, lambda_gp=0., n_critic=1, lr=b.lr / 2, d_lr=b.d_lr * 2,
+                     beta1=0., beta2=0.9, total_iters=b.total_iters // 2, decay_iters=b.decay_iters // 2,
+                     lr_update_step=max(b.lr_update_step // 2, 1)).replace(**kw)
+
+V1Config.official, V1Config.shapes, V1Config.shapes_sa, V1Config.tiny = (classmethod(f) for f in (_v1_official, _v1_shapes, _v1_shapes_sa, _v1_tiny))
+V1_PRESETS = ('official', 'shapes', 'shapes_sa', 'tiny')
 
 # %% ../nbs/12_stargan_v1.ipynb #82d7f919
 def tile_label(x:Tensor, # (B,3,H,W) images
@@ -128,12 +141,16 @@ class ResidualBlock(nn.Module):
 # %% ../nbs/12_stargan_v1.ipynb #fb472433
 class Generator(nn.Module):
     "StarGAN v1 G(x, c): 7×7 conv, `down` (official 2) stride-2 convs, `repeat_num` residual blocks, `down` transposed convs, 7×7 conv, tanh."
-    def __init__(self, conv_dim:int=64, c_dim:int=5, repeat_num:int=6, padding_mode:str='zeros', down:int=2):
+    def __init__(self, conv_dim:int=64, c_dim:int=5, repeat_num:int=6, padding_mode:str='zeros', down:int=2,
+                 sa:bool=False):   # lesson 12a: self-attention after the first transposed conv (down=0: after the res blocks)
         super().__init__()
         layers, d = _conv_in_relu(3 + c_dim, conv_dim, 7, 1, padding_mode=padding_mode), conv_dim
         for _ in range(down): layers += _conv_in_relu(d, d * 2, 4, 2); d *= 2           # down-sampling
         layers += [ResidualBlock(d) for _ in range(repeat_num)]                     # bottleneck
-        for _ in range(down): layers += _conv_in_relu(d, d // 2, 4, 2, transpose=True); d //= 2   # up-sampling
+        for i in range(down):
+            layers += _conv_in_relu(d, d // 2, 4, 2, transpose=True); d //= 2                  # up-sampling
+            if sa and i == 0: layers.append(SelfAttention(d))
+        if sa and down == 0: layers.append(SelfAttention(d))
         layers += [nn.Conv2d(d, 3, 7, 1, 3, bias=False), nn.Tanh()]
         self.main, self.c_dim = nn.Sequential(*layers), c_dim
 
@@ -142,16 +159,20 @@ class Generator(nn.Module):
 # %% ../nbs/12_stargan_v1.ipynb #7f7d5899
 class Discriminator(nn.Module):
     "StarGAN v1 D(x) -> (src map, class logits): `repeat_num` stride-2 convs with LeakyReLU(0.01), no normalisation."
-    def __init__(self, img_size:int=128, conv_dim:int=64, c_dim:int=5, repeat_num:int=6):
+    def __init__(self, img_size:int=128, conv_dim:int=64, c_dim:int=5, repeat_num:int=6,
+                 sa:bool=False,   # lesson 12a: self-attention after the first conv
+                 sn:bool=False):  # lesson 12a: spectral norm on the trunk and the src head (not the cls head)
         super().__init__()
         k = img_size // 2**repeat_num
         if k < 1 or img_size % 2**repeat_num: raise ValueError(f"img_size {img_size} is not a multiple of 2**d_repeat_num = {2**repeat_num}")
         layers, d = [], 3
         for i in range(repeat_num):
             layers += [nn.Conv2d(d, conv_dim * 2**i, 4, 2, 1), nn.LeakyReLU(0.01)]; d = conv_dim * 2**i
+            if sa and i == 0: layers.append(SelfAttention(d))
         self.main = nn.Sequential(*layers)
         self.conv1 = nn.Conv2d(d, 1, 3, 1, 1, bias=False)       # D_src: a PatchGAN critic map, no sigmoid
         self.conv2 = nn.Conv2d(d, c_dim, k, bias=False)          # D_cls: one logit per domain
+        if sn: add_spectral_norm(self.main); add_spectral_norm(self.conv1)
 
     def forward(self, x:Tensor) -> tuple:  # ((B,1,k,k) critic scores, (B,c_dim) logits)
         h = self.main(x)
@@ -164,10 +185,13 @@ class V1Nets(nn.Module):
         super().__init__()
         self.generator, self.discriminator = generator, discriminator
 
+def _generator(cfg:V1Config) -> Generator:
+    return Generator(cfg.g_conv_dim, cfg.num_domains, cfg.g_repeat_num, down=cfg.g_down_num, sa=cfg.sa_g)
+
 def build_v1(cfg:V1Config, with_d:bool=True) -> V1Nets:
     "G and D as `cfg` describes them (PyTorch default init, as the official code)."
-    G = Generator(cfg.g_conv_dim, cfg.num_domains, cfg.g_repeat_num, down=cfg.g_down_num)
-    D = Discriminator(cfg.img_size, cfg.d_conv_dim, cfg.num_domains, cfg.d_repeat_num) if with_d else None
+    G = _generator(cfg)
+    D = Discriminator(cfg.img_size, cfg.d_conv_dim, cfg.num_domains, cfg.d_repeat_num, sa=cfg.sa_d, sn=cfg.sn) if with_d else None
     return V1Nets(G, D)
 
 # %% ../nbs/12_stargan_v1.ipynb #be1a53f8
@@ -191,15 +215,19 @@ def v1_d_loss(nets, cfg:V1Config,
               y_org:Tensor,  # (B,) source labels (class indices)
               c_trg:Tensor,  # (B,c_dim) target label vectors
              ) -> tuple:     # (loss, {name: float})
-    "D's objective: −D(x) + D(G(x,c)) + λ_cls·CE(D_cls(x), c') + λ_gp·GP."
+    "D's objective: −D(x) + D(G(x,c)) (or the hinge terms, lesson 12a) + λ_cls·CE(D_cls(x), c') + λ_gp·GP."
     G, D = nets.generator, nets.discriminator
     out_src, out_cls = D(x_real)
     loss_real, loss_cls = -out_src.mean(), classification_loss(out_cls, y_org)
     with torch.no_grad(): x_fake = G(x_real, c_trg)
-    loss_fake = D(x_fake)[0].mean()
-    alpha = torch.rand(len(x_real), 1, 1, 1, device=x_real.device)
-    x_hat = (alpha * x_real + (1 - alpha) * x_fake).requires_grad_(True)
-    loss_gp = gradient_penalty(D(x_hat)[0], x_hat)
+    fake_src = D(x_fake)[0]
+    if cfg.adv == 'hinge': loss_real, loss_fake = d_hinge_loss(out_src, fake_src)
+    else: loss_fake = fake_src.mean()
+    if cfg.lambda_gp > 0:
+        alpha = torch.rand(len(x_real), 1, 1, 1, device=x_real.device)
+        x_hat = (alpha * x_real + (1 - alpha) * x_fake).requires_grad_(True)
+        loss_gp = gradient_penalty(D(x_hat)[0], x_hat)
+    else: loss_gp = out_src.new_zeros(())
     loss = loss_real + loss_fake + cfg.lambda_cls * loss_cls + cfg.lambda_gp * loss_gp
     return loss, {'loss_real': loss_real.item(), 'loss_fake': loss_fake.item(), 'loss_cls': loss_cls.item(), 'loss_gp': loss_gp.item()}
 
@@ -261,7 +289,7 @@ def v1_iteration(nets:V1Nets, optims:dict, cfg:V1Config,
                  it:int,          # 0-based iteration index (decides the lr and whether G steps)
                  x_real:Tensor, y_org:Tensor,
                  on_loss=None,    # called as on_loss(prefix, loss, parts, log) before every backward
-                ) -> dict:        # the log: 'D/loss_*' always, 'G/loss_*' on G iterations
+                ) -> dict:        # the log: 'D/loss_*' always, 'G/loss_*' on G iterations, 'SA/gamma_*' with attention
     "One official iteration: targets = the batch's labels permuted; a D step; a G step every n_critic-th iteration."
     K = cfg.num_domains
     y_trg = y_org[torch.randperm(len(y_org), device=y_org.device)]
@@ -279,7 +307,7 @@ def v1_iteration(nets:V1Nets, optims:dict, cfg:V1Config,
             log |= {'G/' + k: v for k, v in parts.items()}
             _zero(optims); loss.backward()
         optims['generator'].step()
-    return log
+    return log | sa_gammas(nets)   # γ of the self-attention blocks (lesson 12a); {} without them
 
 # %% ../nbs/12_stargan_v1.ipynb #4d5ab499
 class V1Trainer(GANTrainer):
@@ -393,7 +421,7 @@ def load_translator(path,        # a v1 run folder, its checkpoints/ folder or a
     cfg, f = V1Config.from_dict(d), _nets_file(path)
     sd = safe_load(f)
     if not isinstance(sd, dict) or 'generator' not in sd: raise CheckpointMismatch(f"{f} holds no 'generator' state dict")
-    G = _load_strict(build_v1(cfg, with_d=False).generator, {k: v.float() for k, v in sd['generator'].items()}, f)
+    G = _load_strict(_generator(cfg), {k: v.float() for k, v in sd['generator'].items()}, f)
     G.requires_grad_(False).eval().to(device or 'cpu')
     try: doms = domain_names(data_root(cfg.data))
     except (DataError, OSError): doms = None
