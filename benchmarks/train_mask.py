@@ -47,11 +47,13 @@ def _save(out, res, cmd):
     atomic_save({'generator': {k: v.half() for k, v in safe_load(f)['generator'].items()}}, dest/'nets.ckpt')
     (dest/'config.json').write_text((out/'jnt'/'config.json').read_text())
     cfg, G = load_joint(dest)
-    val = load_split(shapes_path(), SHAPE_DOMAINS, cfg.img_size, n=3)
+    val = load_split(shapes_path(), SHAPE_DOMAINS, cfg.img_size, n=2)
     x = torch.cat([val[d] for d in SHAPE_DOMAINS])
     fig = show_grid(joint_row(G, cfg, x), col_titles=['input'] + [f'→{d}' for d in SHAPE_DOMAINS] + [f'→{c}' for c in COLOURS],
                     title='JNT: input | shape targets (form mask [1,0]) | colour targets (colour mask [0,1])', imsize=0.75)
     fig.savefig(dest/'grid.png', dpi=60)
+    from PIL import Image   # a palette PNG: a few tens of kB in the repo
+    Image.open(dest/'grid.png').convert('RGB').quantize(128).save(dest/'grid.png', optimize=True)
     (dest/'results.json').write_text(json.dumps(res | dict(command=cmd, commit=_commit(), created=time.strftime('%Y-%m-%d')), indent=1))
     print(f"saved {sorted(p.name for p in dest.iterdir())} to {dest}", flush=True)
 
