@@ -11,7 +11,7 @@ __all__ = ['COLOURS', 'BLOCKS', 'MaskConfig', 'colour_class', 'colour_centre', '
            'load_translator', 'reference_colour', 'TwoPassTranslator', 'colour_scores', 'mask_experiments', 'joint_row',
            'trained_mask_dir', 'two_pass_translator']
 
-# %% ../nbs/12b_mask_vector.ipynb #f3a68f4e
+# %% ../nbs/12b_mask_vector.ipynb #a56cac69
 import json, math, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -33,7 +33,7 @@ from .learner import gan_learner, TrainingStopped, _fit
 from .v1 import (V1Config, Generator, Discriminator, V1Nets, v1_d_loss, v1_g_loss, make_v1_optims, set_v1_lr,
                            _zero, _nets_file, _load_strict)
 
-# %% ../nbs/12b_mask_vector.ipynb #728b49c8
+# %% ../nbs/12b_mask_vector.ipynb #c7b772d8
 COLOURS = ('red', 'yellow', 'green', 'cyan', 'blue', 'magenta')   # fill-colour classes: 60° hue bins centred on 0°, 60°, …
 BLOCKS = {'form': len(SHAPE_DOMAINS), 'colour': len(COLOURS)}       # dataset -> length of its label block
 
@@ -80,7 +80,7 @@ class MaskConfig:
     save_every:int=1000
     num_workers:int=0
 
-# %% ../nbs/12b_mask_vector.ipynb #a4abae03
+# %% ../nbs/12b_mask_vector.ipynb #5a5fa06e
 def _mask_replace(self:MaskConfig, **kwargs) -> MaskConfig:
     "A copy with some fields changed; unknown names and bad values are an error."
     if kwargs.get('model', 'stargan_v1_mask') != 'stargan_v1_mask': raise ValueError("MaskConfig is for model='stargan_v1_mask' only")
@@ -110,7 +110,7 @@ def _mask_tiny(cls, **kw) -> MaskConfig:
 
 MaskConfig.shapes, MaskConfig.tiny = classmethod(_mask_shapes), classmethod(_mask_tiny)
 
-# %% ../nbs/12b_mask_vector.ipynb #a34940c0
+# %% ../nbs/12b_mask_vector.ipynb #82dbe8f7
 def colour_class(hue) -> Tensor:   # (B,) long in 0..5
     "The 60° colour bin of fill hues in degrees: class k covers [60k−30, 60k+30) (red, yellow, green, cyan, blue, magenta)."
     h = torch.as_tensor(np.asarray(hue, dtype=float))
@@ -124,7 +124,7 @@ def split_train(n:int, form_frac:float=0.9, seed:int=0) -> tuple:   # (form indi
     k = round(n * form_frac)
     return p[:k].sort().values, p[k:].sort().values
 
-# %% ../nbs/12b_mask_vector.ipynb #dcbd4f18
+# %% ../nbs/12b_mask_vector.ipynb #2941201d
 class TwoDatasets:
     "Shapes-form (images, (N,3) shape bits) and Shapes-colour (images, (N,) colour classes): disjoint parts of the Shapes train split."
     def __init__(self, root, img_size:int=16, form_frac:float=0.9, split_seed:int=0):
@@ -144,7 +144,7 @@ def two_datasets(cfg:MaskConfig, root=None) -> TwoDatasets:
     "The two datasets of `cfg` (Shapes by default)."
     return TwoDatasets(data_root(cfg.data) if root is None else root, cfg.img_size, cfg.form_frac, cfg.split_seed)
 
-# %% ../nbs/12b_mask_vector.ipynb #a2f5c1db
+# %% ../nbs/12b_mask_vector.ipynb #338797ba
 def label_dim(names) -> int:
     "Length of the unified label: every block, plus the mask when there is more than one dataset."
     return sum(BLOCKS[n] for n in names) + (len(names) if len(names) > 1 else 0)
@@ -168,7 +168,7 @@ def unified_label(y:Tensor,       # (B,) long classes or (B,k) float 0/1 bits of
         out[:, -len(names):] = m.to(c.device)
     return out
 
-# %% ../nbs/12b_mask_vector.ipynb #e4fae35e
+# %% ../nbs/12b_mask_vector.ipynb #03ff3be2
 class KnownLabels:
     "A view of v1 networks whose D returns only the class logits of one dataset's block: the v1 losses then score only the known labels."
     def __init__(self, nets:V1Nets, sl:slice): self.generator, self._D, self.sl = nets.generator, nets.discriminator, sl
@@ -176,7 +176,7 @@ class KnownLabels:
         out_src, out_cls = self._D(x)
         return out_src, out_cls[:, self.sl]
 
-# %% ../nbs/12b_mask_vector.ipynb #c5a4d640
+# %% ../nbs/12b_mask_vector.ipynb #577df315
 def build_joint(cfg:MaskConfig, with_d:bool=True) -> V1Nets:
     "v1's G with a label of `label_dim` entries and v1's D with one logit per label of every block (no mask logits)."
     names = cfg.names
@@ -184,7 +184,7 @@ def build_joint(cfg:MaskConfig, with_d:bool=True) -> V1Nets:
     D = Discriminator(cfg.img_size, cfg.d_conv_dim, sum(BLOCKS[n] for n in names), cfg.d_repeat_num) if with_d else None
     return V1Nets(G, D)
 
-# %% ../nbs/12b_mask_vector.ipynb #b45e5a95
+# %% ../nbs/12b_mask_vector.ipynb #65ee4bca
 def joint_iteration(nets:V1Nets, optims:dict, cfg:MaskConfig,
                     it:int,          # 0-based iteration index (lr; whether G steps)
                     batches:dict,    # {dataset: (x_real (B,3,S,S), labels (B,) long or (B,k) bits)}
@@ -211,7 +211,7 @@ def joint_iteration(nets:V1Nets, optims:dict, cfg:MaskConfig,
             optims['generator'].step()
     return log
 
-# %% ../nbs/12b_mask_vector.ipynb #b38f8199
+# %% ../nbs/12b_mask_vector.ipynb #771eea9d
 def _flip(x:Tensor, f:Tensor) -> Tensor: return torch.where(f[:, None, None, None], x.flip(-1), x)
 
 class JointLoader:
@@ -235,7 +235,7 @@ class JointLoader:
             yield tuple(t.to(self.device) for t in (_flip(xf[i], flips[k, 0]), af[i], _flip(xc[j], flips[k, 1]), yc[j]))
     def __repr__(self): return f"JointLoader(bs={self.bs} per dataset, {len(self)} batches, {self.data})"
 
-# %% ../nbs/12b_mask_vector.ipynb #4c816641
+# %% ../nbs/12b_mask_vector.ipynb #7221ba8d
 def _batches(cfg:MaskConfig, batch:tuple) -> dict:
     x_form, a_form, x_col, y_col = batch
     return {k: v for k, v in (('form', (x_form, a_form)), ('colour', (x_col, y_col))) if k in cfg.names}
@@ -263,7 +263,7 @@ class JointTrainer(GANTrainer):
         "The critics' adversarial losses summed over the datasets (−Wasserstein estimates)."
         return sum(v for k, v in parts.items() if k.startswith('D/') and k.endswith(('_loss_real', '_loss_fake')))
 
-# %% ../nbs/12b_mask_vector.ipynb #ee2fca00
+# %% ../nbs/12b_mask_vector.ipynb #c6f9fb30
 @patch
 def _measure_g(self:JointTrainer, batches:dict) -> dict:
     "G's terms before its first step (no update, no random numbers): the next label of each image as target."
@@ -283,7 +283,7 @@ def state_dict(self:JointTrainer) -> dict: return GANTrainer.state_dict(self) | 
 def load_state_dict(self:JointTrainer, sd:dict):
     GANTrainer.load_state_dict(self, sd); self.last_g = sd.get('last_g')
 
-# %% ../nbs/12b_mask_vector.ipynb #4ec686a1
+# %% ../nbs/12b_mask_vector.ipynb #799dfdff
 def joint_dls(cfg:MaskConfig, root=None, device=None) -> DataLoaders:
     "DataLoaders: train = `JointLoader` over the two datasets, valid = the shared loader on Shapes' val split."
     root = data_root(cfg.data) if root is None else Path(root)
@@ -294,7 +294,7 @@ def joint_dls(cfg:MaskConfig, root=None, device=None) -> DataLoaders:
     dls.domains = va.domains if cfg.names[0] == 'form' else list(COLOURS)   # the targets of the grids' translator (first block)
     return dls
 
-# %% ../nbs/12b_mask_vector.ipynb #f533cc44
+# %% ../nbs/12b_mask_vector.ipynb #4464dfc2
 class MaskTranslator(Translator):
     "One label block of a joint (or single-dataset) v1 generator as a deterministic `Translator`: y_trg is a class of `block`."
     def __init__(self, generator:Generator, cfg:MaskConfig,
@@ -311,7 +311,7 @@ class MaskTranslator(Translator):
         c = unified_label(as_labels(y_trg, len(x_src), dev), self.block, self.names, self.mask)
         return self.generator(x_src.to(dev), c)
 
-# %% ../nbs/12b_mask_vector.ipynb #91c0bea2
+# %% ../nbs/12b_mask_vector.ipynb #6cc6691b
 def joint_learner(dls, cfg:MaskConfig, nets:V1Nets|None=None, out_dir=None, cbs=None, verbose:bool=False):
     "A fastai `Learner` for the joint (mask-vector) v1 run with the shared callbacks; its grids translate to the first block."
     nets = build_joint(cfg) if nets is None else nets
@@ -334,7 +334,7 @@ def train_joint(cfg:MaskConfig, out_dir, root=None, device=None, resume:bool=Fal
     if learn.nan_guard.message: raise TrainingStopped(learn.nan_guard.message)
     return learn
 
-# %% ../nbs/12b_mask_vector.ipynb #b872d695
+# %% ../nbs/12b_mask_vector.ipynb #c702a0ff
 def load_joint(path, device=None) -> tuple:   # (MaskConfig, Generator)
     "Open a trained joint run (run folder, checkpoints folder or checkpoint file) as (config, frozen generator)."
     d = run_config(path)
@@ -352,7 +352,7 @@ def load_translator(path, device=None, block:str|None=None) -> tuple:   # (MaskC
     cfg, G = load_joint(path, device)
     return cfg, MaskTranslator(G, cfg, block or cfg.names[0])
 
-# %% ../nbs/12b_mask_vector.ipynb #c723b171
+# %% ../nbs/12b_mask_vector.ipynb #19c2a35f
 def reference_colour(x_ref:Tensor) -> Tensor:   # (B,) long
     "The colour class of reference images, from the fill hue the Shapes ruler reads (unmeasurable → red, class 0)."
     h = measure_shapes(x_ref)['fill_hue'].to_numpy(float)
@@ -372,7 +372,7 @@ class TwoPassTranslator(Translator):
         x = self.form.translate(x_src, y_src, y_trg)
         return x if x_ref is None else self.colour.translate(x, None, self.colour_of(x_ref))
 
-# %% ../nbs/12b_mask_vector.ipynb #6af7c65d
+# %% ../nbs/12b_mask_vector.ipynb #08d5f1fb
 @torch.no_grad()
 def colour_scores(tr:Translator,            # a translator whose y_trg is a colour class (K=6)
                   x_src:Tensor, y_src,      # (N,3,S,S) sources and their shape labels (indices into SHAPE_DOMAINS)
@@ -394,7 +394,7 @@ def colour_scores(tr:Translator,            # a translator whose y_trg is a colo
     df = pd.DataFrame(rows).set_index('colour')
     return {k: float(v) for k, v in df.mean().items()} | {'per_colour': df.to_dict('index'), 'shapes': pd.Series(shapes).value_counts().to_dict()}
 
-# %% ../nbs/12b_mask_vector.ipynb #351e7c7e
+# %% ../nbs/12b_mask_vector.ipynb #40e510ab
 def mask_experiments(jnt_dir, sng_dir,                 # finished JNT ('form+colour') and SNG ('colour') runs
                      n_per_domain:int=100,             # validation sources per shape (all: 100)
                      root=None,
@@ -426,14 +426,14 @@ def mask_experiments(jnt_dir, sng_dir,                 # finished JNT ('form+col
                 form_pass={k: round(form[k], 4) for k in ('acc_latent', 'pos_err_latent', 'hue_err_source_latent')},
                 mask_effect=mask_effect, n_sources=len(x))
 
-# %% ../nbs/12b_mask_vector.ipynb #fa53b187
+# %% ../nbs/12b_mask_vector.ipynb #66bb1527
 @torch.no_grad()
 def joint_row(G:Generator, cfg:MaskConfig, x:Tensor) -> Tensor:   # (N, 1 + 3 + 6, 3, S, S)
     "The official joint sample row for each source: input | the 3 shape targets (form mask) | the 6 colour targets (colour mask)."
     outs = [x] + [MaskTranslator(G, cfg, 'form')(x, 0, k) for k in range(3)] + [MaskTranslator(G, cfg, 'colour')(x, 0, k) for k in range(6)]
     return torch.stack(outs, 1)
 
-# %% ../nbs/12b_mask_vector.ipynb #51cd4f1a
+# %% ../nbs/12b_mask_vector.ipynb #e7c63556
 def trained_mask_dir() -> Path:
     "Folder of lesson 12b's committed files: JNT's generator (fp16), config.json, results.json (every score, the command) and grid.png."
     from stargan_v2.trained import trained_dir
