@@ -95,18 +95,19 @@ def _disco_g_updates(cfg, it:int) -> int:
     return it - math.ceil(it / cfg.update_interval)
 
 # %% ../nbs/14_lineage.ipynb #fc6b40fc
-# --- hooks for the two rows that come from lessons 12a and 12b (filled at their merge; skipped while absent) ---
+# --- the two rows that come from lessons 12a (a V1Config preset) and 12b (multidata); skipped with a reason while absent ---
 def _joint_preset(name:str):
-    from stargan_v2.multidata import JointConfig             # lesson 12b: the v1 joint (mask-vector) config
-    return getattr(JointConfig, name)()
+    from stargan_v2.multidata import MaskConfig              # lesson 12b: the v1 joint (mask-vector) config
+    return getattr(MaskConfig, name)()
 
 def _joint_train(cfg, out, root=None, cbs=None):
     from stargan_v2.multidata import train_joint
     train_joint(cfg, out, root=root, verbose=False, progress=False, device='cpu', cbs=cbs)
 
 def _joint_open(path):
-    from stargan_v2.multidata import load_two_pass           # (cfg, Translator): shape pass, then the reference's colour class
-    return load_two_pass(path)
+    from stargan_v2.multidata import load_joint, TwoPassTranslator   # shape pass, then the reference's colour class
+    cfg, G = load_joint(path)
+    return cfg, TwoPassTranslator(G, cfg)
 
 # %% ../nbs/14_lineage.ipynb #cf49bb95
 LINEAGE = {   # name -> Method; the table's rows, in this order
@@ -117,14 +118,14 @@ LINEAGE = {   # name -> Method; the table's rows, in this order
                          g_updates=lambda cfg, it: 2 * it, lesson='07'),
     'stargan_v1': Method(rows=(('StarGAN v1', 'latent'),), preset=_v1_preset, train=_v1_train, committed='stargan_v1_shapes',
                          g_updates=lambda cfg, it: it // cfg.n_critic, lesson='12'),
-    'stargan_v1_sa': Method(rows=(('StarGAN v1 + self-attention, hinge', 'latent'),),     # HOOK: lesson 12a (branch sa)
+    'stargan_v1_sa': Method(rows=(('StarGAN v1 + self-attention, hinge', 'latent'),),     # lesson 12a
                             preset=lambda n: _v1_preset(n, '_sa'), train=_v1_train, committed='stargan_v1_sa_shapes',
                             g_updates=lambda cfg, it: it // cfg.n_critic, requires=('stargan_v2.v1:V1Config.shapes_sa',), lesson='12a'),
-    'stargan_v1_joint': Method(rows=(("StarGAN v1 joint, reference's colour label (two passes)", 'reference'),),   # HOOK: lesson 12b (branch mask)
-                               preset=_joint_preset, train=_joint_train, open_run=_joint_open, committed='stargan_v1_joint_shapes',
-                               g_updates=lambda cfg, it: it // cfg.n_critic,
-                               requires=('stargan_v2.multidata:JointConfig', 'stargan_v2.multidata:train_joint',
-                                         'stargan_v2.multidata:load_two_pass'), lesson='12b'),
+    'stargan_v1_joint': Method(rows=(("StarGAN v1 joint, reference's colour label (two passes)", 'reference'),),   # lesson 12b
+                               preset=_joint_preset, train=_joint_train, open_run=_joint_open, committed='stargan_v1_mask',
+                               g_updates=lambda cfg, it: 2 * (it // cfg.n_critic),   # a G step per dataset
+                               requires=('stargan_v2.multidata:MaskConfig', 'stargan_v2.multidata:train_joint',
+                                         'stargan_v2.multidata:load_joint'), lesson='12b'),
     'discogan': Method(rows=(('DiscoGAN (3 pairs)', 'latent'),), preset=_disco_preset, train=_disco_train,
                        committed='discogan/shapes', g_updates=_disco_g_updates, lesson='13'),
 }
@@ -259,11 +260,14 @@ def committed_dir(m:Method) -> Path:
 
 def committed_info(m:Method, cfg) -> dict:
     "Training time, iterations and command of a committed model (config `cfg`), from its manifest."
-    man = json.loads((committed_dir(m)/'manifest.json').read_text())
+    d = committed_dir(m)
+    man = json.loads(((d/'manifest.json') if (d/'manifest.json').is_file() else (d/'results.json')).read_text())   # 12b keeps results.json
     sc = man.get('scores') if isinstance(man.get('scores'), dict) else {}
     cpu = man.get('train_cpu_seconds', sc.get('train_cpu_seconds'))
     wall = man.get('train_seconds', sc.get('train_wall_seconds'))
     it = man.get('iterations', man.get('iters'))
+    if isinstance(cpu, dict):                                           # 12b's results.json: the joint model's own run
+        j = cpu.get('jnt', {}); cpu, wall, it = j.get('cpu_seconds'), j.get('wall_seconds'), j.get('iters')
     return dict(train_cpu_min=cpu / 60 if cpu else float('nan'), train_wall_min=wall / 60 if wall else float('nan'),
                 iterations=it if it else float('nan'), g_updates=m.g_updates(cfg, it) if it and m.g_updates else float('nan'),
                 source=f"committed {m.committed}: {man.get('command', '?')} (commit {str(man.get('commit'))[:7]})")

@@ -109,8 +109,15 @@ def _v1_shapes_sa(cls, **kw) -> V1Config:
     return b.replace(name='shapes_sa', adv='hinge', sn=True, sa_g=True, sa_d=True, lambda_gp=0., n_critic=1, lr=b.lr / 2, d_lr=b.d_lr * 2,
                      beta1=0., beta2=0.9, total_iters=4000, decay_iters=2000, lr_update_step=20).replace(**kw)
 
-V1Config.official, V1Config.shapes, V1Config.shapes_sa, V1Config.tiny = (classmethod(f) for f in (_v1_official, _v1_shapes, _v1_shapes_sa, _v1_tiny))
-V1_PRESETS = ('official', 'shapes', 'shapes_sa', 'tiny')
+def _v1_tiny_sa(cls, **kw) -> V1Config:
+    "`tiny` with lesson 12a's recipe (SA, hinge, SN, TTUR, 1:1): the CI size of `shapes_sa` (lesson 14 trains it)."
+    b = cls.tiny()
+    return b.replace(name='tiny_sa', adv='hinge', sn=True, sa_g=True, sa_d=True, lambda_gp=0., n_critic=1, lr=b.lr / 2, d_lr=b.d_lr * 2,
+                     beta1=0., beta2=0.9).replace(**kw)
+
+V1Config.official, V1Config.shapes, V1Config.shapes_sa, V1Config.tiny, V1Config.tiny_sa = (
+    classmethod(f) for f in (_v1_official, _v1_shapes, _v1_shapes_sa, _v1_tiny, _v1_tiny_sa))
+V1_PRESETS = ('official', 'shapes', 'shapes_sa', 'tiny', 'tiny_sa')
 
 # %% ../nbs/12_stargan_v1.ipynb #82d7f919
 def tile_label(x:Tensor, # (B,3,H,W) images
