@@ -8,8 +8,8 @@ Docs: https://stargan-v2-course.github.io/stargan_v2/mask_vector.html.md"""
 __all__ = ['COLOURS', 'BLOCKS', 'MaskConfig', 'colour_class', 'colour_centre', 'split_train', 'TwoDatasets', 'two_datasets',
            'label_dim', 'cls_slice', 'unified_label', 'KnownLabels', 'build_joint', 'joint_iteration', 'JointLoader',
            'JointTrainer', 'joint_dls', 'MaskTranslator', 'joint_learner', 'train_joint', 'load_joint',
-           'load_translator', 'reference_colour', 'TwoPassTranslator', 'colour_scores', 'mask_experiments', 'joint_row',
-           'trained_mask_dir', 'two_pass_translator']
+           'load_translator', 'cli_train', 'reference_colour', 'TwoPassTranslator', 'colour_scores', 'mask_experiments',
+           'joint_row', 'trained_mask_dir', 'two_pass_translator']
 
 # %% ../nbs/12b_mask_vector.ipynb #a56cac69
 import json, math, time
@@ -61,6 +61,7 @@ class MaskConfig:
     lambda_cls:float=1.
     lambda_rec:float=10.
     lambda_gp:float=10.
+    adv:str='wgan-gp'           # D's adversarial loss (V1Config's; lesson 12a added 'hinge', which this lesson does not use)
     # optimisation (as V1Config); one iteration = a D step per dataset (+ a G step per dataset every n_critic-th)
     n_critic:int=5
     total_iters:int=8000
@@ -94,7 +95,7 @@ MaskConfig.from_dict = classmethod(config_from_dict)
 MaskConfig.names = property(lambda self: tuple(self.datasets.split('+')))   # the datasets, in label order
 
 _FROM_V1 = ('img_size', 'g_conv_dim', 'd_conv_dim', 'g_repeat_num', 'g_down_num', 'd_repeat_num', 'lambda_cls', 'lambda_rec',
-            'lambda_gp', 'n_critic', 'total_iters', 'decay_iters', 'lr_update_step', 'decay', 'val_batch_size', 'lr', 'd_lr',
+            'lambda_gp', 'adv', 'n_critic', 'total_iters', 'decay_iters', 'lr_update_step', 'decay', 'val_batch_size', 'lr', 'd_lr',
             'beta1', 'beta2', 'seed', 'print_every', 'sample_every', 'save_every', 'num_workers')
 
 def _from_v1(v1:V1Config, **kw) -> MaskConfig:
@@ -351,6 +352,40 @@ def load_translator(path, device=None, block:str|None=None) -> tuple:   # (MaskC
     "A joint run as (config, `MaskTranslator` of `block`; default its first dataset): what `translator.load_translator` calls."
     cfg, G = load_joint(path, device)
     return cfg, MaskTranslator(G, cfg, block or cfg.names[0])
+
+# %% ../nbs/12b_mask_vector.ipynb #c66d27ab
+def _parser():
+    import argparse
+    p = argparse.ArgumentParser(prog='stargan_v2 train --model stargan_v1_mask',
+                                description='Train StarGAN v1 with a mask vector on Shapes-form + Shapes-colour (lesson 12b).')
+    p.add_argument('--model', default='stargan_v1_mask', choices=['stargan_v1_mask'], help=argparse.SUPPRESS)
+    p.add_argument('--preset', default='shapes', choices=['shapes', 'tiny'], help='configuration preset (default: shapes)')
+    p.add_argument('--datasets', default='form+colour', help="'form+colour' (JNT, default), 'colour' (SNG) or 'form'")
+    p.add_argument('--data', dest='root', default=None, help='the Shapes folder (with metadata.csv); default: the built-in one')
+    p.add_argument('--out', default=None, help='output folder (default: runs/stargan_v1_mask_<preset>)')
+    p.add_argument('--iters', type=int, default=None, help="total iterations (the lr decays over the last half); default: the preset's")
+    p.add_argument('--resume', action='store_true', help='continue the run in --out')
+    p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    p.add_argument('--device', default=None, help='cpu, cuda, ... (default: the best available)')
+    p.add_argument('--quiet', action='store_true', help='no loss lines')
+    return p
+
+def cli_train(argv:list) -> int:
+    "`stargan_v2 train --model stargan_v1_mask [--preset shapes] [--datasets form+colour] [--out DIR] [--iters N] [--resume] ...`"
+    import sys
+    a = _parser().parse_args(argv)
+    kw = dict(datasets=a.datasets) | (dict(total_iters=a.iters, decay_iters=a.iters // 2) if a.iters else {})
+    try: cfg = getattr(MaskConfig, a.preset)(**kw)
+    except (TypeError, ValueError) as e: print(f"stargan_v2 train: {e}", file=sys.stderr); return 2
+    if a.threads: torch.set_num_threads(a.threads)
+    out = Path(a.out or Path('runs')/f'stargan_v1_mask_{a.preset}')
+    print(f"stargan_v2 train --model stargan_v1_mask: preset {a.preset}, datasets {cfg.datasets}, {cfg.total_iters} iterations -> {out}", flush=True)
+    try: learn = train_joint(cfg, out, root=a.root, device=a.device, resume=a.resume, verbose=not a.quiet)
+    except (FileExistsError, FileNotFoundError, ConfigMismatch, TrainingStopped, DataError) as e:
+        print(f"stargan_v2 train: {e}", file=sys.stderr); return 1
+    print(f"done: iteration {learn.train_iter}. Weights: {out}/checkpoints/{learn.train_iter:06d}_nets.ckpt", flush=True)
+    return 0
+
 
 # %% ../nbs/12b_mask_vector.ipynb #19c2a35f
 def reference_colour(x_ref:Tensor) -> Tensor:   # (B,) long

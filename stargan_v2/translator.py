@@ -121,6 +121,7 @@ METHODS = {  # config `model` -> module with `load_translator(path, device=None)
     'stargan_v2': 'stargan_v2.checkpoints',
     'stargan_v1': 'stargan_v2.v1',
     'discogan':   'stargan_v2.discogan',
+    'stargan_v1_mask': 'stargan_v2.multidata',   # lesson 12b: the joint (mask-vector) v1 run
 }
 
 def run_dir_of(path) -> Path:

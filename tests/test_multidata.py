@@ -166,3 +166,22 @@ def test_colour_scores_known_answers(data):
     s0 = colour_scores(IdentityTranslator(6, 16), x, y)
     assert s0['shape_kept'] == 1. and s0['pos_err'] == 0. and s0['colour_acc'] < 0.4
     assert sum(s0['shapes'].values()) == 6 * 12
+
+def test_any_method_loader_and_cli(tmp_path, capsys):
+    "Lesson 02a's METHODS opens joint runs (trained here and the committed JNT); `stargan_v2 train --model stargan_v1_mask` trains one."
+    from stargan_v2.translator import METHODS, load_translator as load_any
+    from stargan_v2.multidata import trained_mask_dir
+    from stargan_v2.cli import main
+    assert METHODS['stargan_v1_mask'] == 'stargan_v2.multidata'
+    assert main(['train', '--model', 'stargan_v1_mask', '--preset', 'tiny', '--iters', '2', '--out', str(tmp_path/'r'),
+                 '--device', 'cpu', '--quiet']) == 0
+    assert (tmp_path/'r'/'checkpoints'/'000002_nets.ckpt').exists()
+    cfg, tr = load_any(tmp_path/'r')
+    assert cfg.model == 'stargan_v1_mask' and cfg.names == NAMES and cfg.total_iters == 2 and isinstance(tr, MaskTranslator) and tr.block == 'form'
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert torch.equal(tr(x, 0, 1), MaskTranslator(load_joint(tmp_path/'r')[1], cfg, 'form')(x, 0, 1))
+    assert main(['train', '--model', 'stargan_v1_mask', '--preset', 'tiny', '--iters', '2', '--out', str(tmp_path/'r'), '--quiet']) == 1
+    assert 'resume' in capsys.readouterr().err
+    assert main(['train', '--model', 'stargan_v1_mask', '--preset', 'tiny', '--datasets', 'form+shape', '--out', str(tmp_path/'x')]) == 2
+    cj, tj = load_any(trained_mask_dir())     # the committed JNT generator
+    assert cj.model == 'stargan_v1_mask' and cj.names == NAMES and tj.num_domains == 3 and tj(x, 0, 2).shape == x.shape
