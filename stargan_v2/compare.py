@@ -361,7 +361,7 @@ def run_lineage(source:str='committed',  # 'committed': the models in stargan_v2
             say(f"skipped {n}: {missing[n]}"); rows += skipped_rows(m.rows, missing[n]); continue
         if m.fake is not None: cfg, tr, info = img_size, m.fake(K, img_size), dict(source='constructed (lesson 02a)')
         elif source == 'train': (cfg, tr), info = m.open_run(trained[n]['run']), trained[n]
-        elif not (committed_dir(m)/'manifest.json').is_file():
+        elif not any((committed_dir(m)/f).is_file() for f in ('manifest.json', 'results.json')):   # 12b keeps results.json
             why = f'no committed model in stargan_v2/trained/{m.committed}'
             say(f"skipped {n}: {why}"); rows += skipped_rows(m.rows, why); continue
         else: cfg, tr = open_committed(m); info = committed_info(m, cfg)
