@@ -13,7 +13,7 @@ import importlib, sys, warnings
 # %% ../nbs/90_cli.ipynb #665c482d
 SUBCOMMANDS = {  # name -> (module, function, one-line help)
     'data':    ('stargan_v2.data',       'cli_data',    'make, download or check a dataset of domain folders'),
-    'train':   ('stargan_v2.learner',    'cli_train',   'train a model: StarGAN v2 (default; presets shapes, afhq, celeba_hq, tiny) or --model stargan_v1|discogan'),
+    'train':   ('stargan_v2.learner',    'cli_train',   'train a model: StarGAN v2 (default; presets shapes, afhq, celeba_hq, tiny) or --model stargan_v1|stargan_v1_mask|discogan'),
     'eval':    ('stargan_v2.evaluate',   'cli_eval',    'FID, LPIPS and Shapes scores of a run of any method; several runs: one table (lesson 14)'),
     'sample':  ('stargan_v2.sampling',   'cli_sample',  'grids of a run of any method (StarGAN v2: also latent grids and videos)'),
     'weights': ('stargan_v2.pretrained', 'cli_weights', "download or inspect the paper authors' checkpoints"),
