@@ -31,13 +31,13 @@ def main(argv=None):
     p.add_argument('--n-per-domain', type=int, default=100, help='validation sources per domain (default: all 100)')
     p.add_argument('--num-outs', type=int, default=10)
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--out', default=None, help='output folder (default: lessons_data/lineage for the full settings, else a temporary folder)')
+    p.add_argument('--out', default=None, help='output folder (default: stargan_v2/trained/lineage (package data, so lesson 14 shows it after pip install) for the full settings, else a temporary folder)')
     a = p.parse_args(argv)
     import torch
     torch.set_num_threads(1)
     from stargan_v2.compare import run_lineage, write_lineage, lineage_markdown, claim_checks, claims_markdown
     full = a.preset == 'shapes' and a.n_per_domain == 100 and a.num_outs == 10 and a.only is None
-    out = Path(a.out) if a.out else (Path(__file__).resolve().parents[1]/'lessons_data'/'lineage' if full else Path(os.environ.get('TMPDIR', '/tmp'))/'lineage')
+    out = Path(a.out) if a.out else (Path(__file__).resolve().parents[1]/'stargan_v2'/'trained'/'lineage' if full else Path(os.environ.get('TMPDIR', '/tmp'))/'lineage')
     t0, c0 = time.time(), time.process_time()
     df, entries = run_lineage('committed' if a.from_committed else 'train', a.only, a.preset, a.minutes, a.jobs, a.probe, a.runs,
                               a.n_per_domain, a.num_outs, a.seed)
