@@ -154,7 +154,7 @@ def _coerce(cfg:Config, kv:str) -> tuple:
     k, v = kv.split('=', 1)
     if not hasattr(cfg, k): raise SystemExit(f"--set: Config has no field {k!r}; fields: {', '.join(asdict(cfg))}")
     cur = getattr(cfg, k)
-    if v.lower() == 'none': return k, None
+    if v.lower() == 'none' and not isinstance(cur, str): return k, None   # a text setting keeps 'none' (e.g. v1's decay=none)
     t = type(cur) if cur is not None else (int if k == 'dim_in' else str)
     try: return k, (v.lower() in ('1', 'true', 'yes') if t is bool else t(v))
     except ValueError: raise UsageError(f"--set {k}={v}: {k} takes {'an integer' if t is int else 'a number' if t is float else t.__name__} "

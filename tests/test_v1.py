@@ -180,3 +180,11 @@ def test_committed_v1_model():
     assert got['diversity_latent'] == 0 and got['diversity_l1_latent'] == 0
     for k in ('acc_latent', 'pos_err_latent', 'hue_err_source_latent'):
         assert got[k] == pytest.approx(m['check']['scores'][k], abs=0.05 if k.startswith('acc') else 3.), k
+
+def test_set_none_keeps_text_settings():
+    "`--set decay=none` is v1's 'no decay' mode, not Python None (lesson 12's exercise uses it); numeric fields still take None."
+    from stargan_v2.learner import _coerce
+    from stargan_v2.core import Config
+    assert _coerce(V1Config.shapes(), 'decay=none') == ('decay', 'none')
+    assert V1Config.shapes().replace(**dict([_coerce(V1Config.shapes(), 'decay=none')])).decay == 'none'
+    assert _coerce(Config.shapes(), 'ds_iter=None')[1] is None
