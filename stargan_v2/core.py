@@ -47,6 +47,7 @@ class Config:
     lambda_ds:float=2.         # initial diversity-sensitive weight (decays linearly to 0)
     lambda_cyc:float=1.        # cycle-consistency weight
     lambda_mis:float=0.        # domain-mismatch weight: D's other branches call real images fake (not in the paper; 0 = official)
+    r1_every:int=1             # lazy R1: the penalty on every k-th iteration's D steps, weighted λ_reg·k (not in the paper; 1 = official)
     ds_iter:int=100_000        # iterations over which lambda_ds decays to 0
     # optimisation
     total_iters:int=100_000    # training iterations
@@ -108,7 +109,7 @@ CONFIG_RULES = {  # field -> (check, valid range in words)
     'hidden_dim': (_int_in(1), 'an integer ≥ 1'), 'w_hpf': (_num_in(0), 'a number ≥ 0'), 'g_bottleneck': (_pow2(2), 'a power of two ≥ 2'),
     **{k: (_num_in(0), 'a number ≥ 0') for k in ('lambda_reg', 'lambda_sty', 'lambda_ds', 'lambda_cyc', 'lambda_mis', 'lambda_cls',
                                                  'lambda_rec', 'lambda_gp', 'weight_decay')},
-    'ds_iter': (_int_in(0), 'an integer ≥ 0'), 'total_iters': (_int_in(1), 'an integer ≥ 1'),
+    'ds_iter': (_int_in(0), 'an integer ≥ 0'), 'r1_every': (_int_in(1), 'an integer ≥ 1'), 'total_iters': (_int_in(1), 'an integer ≥ 1'),
     'batch_size': (_int_in(1), 'an integer ≥ 1'), 'val_batch_size': (_int_in(1), 'an integer ≥ 1'),
     'lr': (_num_in(0, lo_open=True), 'a finite number > 0'), 'f_lr': (_num_in(0), 'a finite number ≥ 0'),
     'beta1': (_num_in(0, 1, hi_open=True), 'a number in [0, 1)'), 'beta2': (_num_in(0, 1, hi_open=True), 'a number in [0, 1)'),

@@ -116,9 +116,11 @@ def _latent_style_scores(out:pd.DataFrame, real:pd.DataFrame, n_src:int) -> dict
     thr = np.nanpercentile(hue_dist(real['fill_hue'], mu), 95)
     hue = out['fill_hue'].to_numpy(float)
     per_src = hue.reshape(-1, n_src)   # rows: outputs (z), columns: sources
+    pat = out['pattern'].to_numpy(object).reshape(-1, n_src)
     return {'hue_in_domain': float(np.mean(np.nan_to_num(hue_dist(hue, mu), nan=180.) <= thr)),
             'pattern_tv': _pattern_tv(out['pattern'], real['pattern']),
-            'diversity': _nanmean([circ_std(per_src[:, j]) for j in range(n_src)])}
+            'diversity': _nanmean([circ_std(per_src[:, j]) for j in range(n_src)]),
+            'patterns_per_source': float(np.mean([len({p for p in pat[:, j] if isinstance(p, str)}) for j in range(n_src)]))}
 
 def _pairwise_l1(outs:Tensor) -> float:
     "Mean L1 ([0,1] pixel scale) over all pairs of the N outputs of each source; outs (N,B,3,H,W)."

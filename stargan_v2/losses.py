@@ -78,9 +78,10 @@ def d_loss(nets, cfg:Config,
            z_trg:Tensor|None=None,   # latent mode: noise (B,latent_dim)
            x_ref:Tensor|None=None,   # reference mode: reference images (B,3,H,W)
            masks=None,               # face masks for G's input (w_hpf > 0), else None
-          ) -> tuple:                # (scalar loss, {'real','fake','reg'} floats; 'mis' too if cfg.lambda_mis > 0)
+           r1:bool=True,             # take R1 in this step (False on the skipped steps of lazy R1, `cfg.r1_every` > 1)
+          ) -> tuple:                # (scalar loss, {'real','fake','reg'} floats ('reg' only if r1); 'mis' too if cfg.lambda_mis > 0)
     "D's objective: real → 1, fake → 0, plus λ_reg·R1 on the real images (and λ_mis·mismatch, if on)."
-    x_real = x_real.detach().requires_grad_()
+    x_real = x_real.detach().requires_grad_(r1)
     mis = cfg.lambda_mis > 0   # not in the paper: see "The domain-mismatch term" below
     D = getattr(nets, 'eager_discriminator', None)   # R1 differentiates this pass twice: never a compiled D
     D = nets.discriminator if D is None else D
@@ -88,13 +89,14 @@ def d_loss(nets, cfg:Config,
         if mis:   # D computes every branch anyway: read branch y and a wrong branch y' from one pass
             out, out_mis = D(x_real, torch.stack([y_org, mismatch_domains(y_org, cfg.num_domains)], 1)).unbind(1)
         else: out = D(x_real, y_org)
-        loss_reg = r1_reg(out, x_real)   # its double backward in fp32 too
+        loss_reg = r1_reg(out, x_real) if r1 else None   # its double backward in fp32 too
     loss_real = adv_loss(out, 1)
     with torch.no_grad():
         x_fake = nets.generator(x_real, nets.style(y_trg, z_trg, x_ref), masks=masks)
     loss_fake = adv_loss(nets.discriminator(x_fake, y_trg), 0)
-    loss = loss_real + loss_fake + cfg.lambda_reg * loss_reg
-    parts = dict(real=loss_real.item(), fake=loss_fake.item(), reg=loss_reg.item())
+    loss, parts = loss_real + loss_fake, dict(real=loss_real.item(), fake=loss_fake.item())
+    if r1:   # lazy R1 (r1_every = k > 1) weighs the penalty k times on the steps that take it
+        loss, parts['reg'] = loss + (cfg.lambda_reg * getattr(cfg, 'r1_every', 1)) * loss_reg, loss_reg.item()
     if mis:
         loss_mis = adv_loss(out_mis, 0)
         loss, parts['mis'] = loss + cfg.lambda_mis * loss_mis, loss_mis.item()

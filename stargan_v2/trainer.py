@@ -34,10 +34,10 @@ def _zero_grad(optims:dict):
     for o in optims.values(): o.zero_grad(set_to_none=True)
 
 def d_step(nets, optims:dict, cfg:Config, x_real, y_org, y_trg, z_trg=None, x_ref=None, masks=None,
-           on_loss=None, amp=None) -> dict:
-    "One D update on `d_loss` (latent mode with `z_trg`, reference mode with `x_ref`); returns the loss terms."
+           on_loss=None, amp=None, r1:bool=True) -> dict:
+    "One D update on `d_loss` (latent mode with `z_trg`, reference mode with `x_ref`; R1 unless `r1=False`); returns the loss terms."
     amp = PLAIN if amp is None else amp   # mixed precision, compiled nets, several processes: lesson 07b
-    with amp.autocast(): loss, parts = d_loss(amp.nets(nets), cfg, x_real, y_org, y_trg, z_trg=z_trg, x_ref=x_ref, masks=masks)
+    with amp.autocast(): loss, parts = d_loss(amp.nets(nets), cfg, x_real, y_org, y_trg, z_trg=z_trg, x_ref=x_ref, masks=masks, r1=r1)
     parts = amp.reduce(loss, parts)
     if on_loss is not None: on_loss(loss, parts)
     _zero_grad(optims); amp.backward(loss, 'D'); amp.step(optims, ('discriminator',), 'D')
@@ -117,10 +117,15 @@ def iteration(self:StarGANTrainer, batch:tuple) -> dict:
     lambda_ds = getattr(self.learn, 'lambda_ds', cfg.lambda_ds)
     masks, log = nets.masks(x_real), {}
     kw = dict(x_real=x_real, y_org=y_org, y_trg=y_trg, masks=masks)
-    for name, step, mode in (('D/latent_', d_step, dict(z_trg=z_trg)), ('D/ref_', d_step, dict(x_ref=x_ref)),
+    r1 = self.learn.train_iter % getattr(cfg, 'r1_every', 1) == 0   # lazy R1 (lesson 07b) skips it on the other iterations
+    for name, step, mode in (('D/latent_', d_step, dict(z_trg=z_trg, r1=r1)), ('D/ref_', d_step, dict(x_ref=x_ref, r1=r1)),
                              ('G/latent_', g_step, dict(z_trgs=(z_trg, z_trg2), lambda_ds=lambda_ds)),
                              ('G/ref_', g_step, dict(x_refs=(x_ref, x_ref2), lambda_ds=lambda_ds))):
         parts = step(nets, optims, cfg, **kw, **mode, on_loss=self.hook(name, log), amp=getattr(self.learn, 'scale', None))
+        if name.startswith('D/'):   # a D step without R1 logs the last R1 measured (the loss log needs every column)
+            last = self.__dict__.setdefault('_last_reg', {})
+            if 'reg' not in parts: parts = {**parts, 'reg': last.get(name, 0.)}
+            last[name] = parts['reg']
         log.update({name + k: v for k, v in parts.items()})
     log['G/lambda_ds'] = lambda_ds
     return log

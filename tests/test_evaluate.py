@@ -71,12 +71,12 @@ def test_shapes_scores_on_constructed_translators(root, mcache):
     # identity keeps the content and never translates
     assert si['acc_latent'] < .1 and si['acc_reference'] < .1
     assert si['pos_err_latent'] < .5 and si['pos_err_reference'] < .5 and si['size_err_latent'] < .5
-    assert si['diversity_l1_latent'] == pytest.approx(0, abs=1e-7)      # the z's change nothing
+    assert si['diversity_l1_latent'] == pytest.approx(0, abs=1e-7) and si['patterns_per_source_latent'] == 1   # the z's change nothing
     # copy-the-reference: perfect style, no content; latent outputs are real target images
     assert sc['acc_reference'] > .9 and sc['hue_err_reference'] < 3 and sc['pattern_acc_reference'] > .8
     assert sc['pos_err_reference'] > 3
     assert sc['acc_latent'] > .9 and sc['hue_in_domain_latent'] > .8 and sc['pattern_tv_latent'] < .4
-    assert sc['diversity_latent'] > 5 and sc['diversity_l1_latent'] > .01
+    assert sc['diversity_latent'] > 5 and sc['diversity_l1_latent'] > .01 and sc['patterns_per_source_latent'] > 1.5
     assert sc['shapes_fid_latent'] < si['shapes_fid_latent'] / 3
     assert set(sc['tasks']) == {t[2] for t in E.tasks(domain_names(root, 'val'))}
 
@@ -158,7 +158,7 @@ def test_deterministic_and_pairwise_translators_are_scored(root, mcache, tmp_pat
     det, pw = _Recolour(), _Pairwise()
     sd = E.shapes_scores(det, 32, root, n_per_domain=4, num_outs=10, cache=mcache)
     assert det.calls == 6                                       # once per task: not num_outs times, and no second pass for 'reference'
-    assert sd['diversity_latent'] == 0 and sd['diversity_l1_latent'] == 0
+    assert sd['diversity_latent'] == 0 and sd['diversity_l1_latent'] == 0 and sd['patterns_per_source_latent'] == 1
     assert sd['acc_latent'] < .1 and sd['pos_err_latent'] < .5      # shape and position kept
     assert sd['hue_err_source_latent'] > 60                     # the colour changed (RGB permutation ≈ 120° hue rotation)
     assert sd['hue_corr_source_latent'] > .9                    # ...but follows the source's hue exactly, rotated

@@ -88,3 +88,12 @@ def test_mismatch_term_trains_other_branches_to_reject_real_images(setup):
     for n in ('generator', 'mapping_network', 'style_encoder'): assert all(g is None for g in _grads(nets, n)), n
     st = torch.get_rng_state(); d_loss(nets, cfg, x, y, yt, x_ref=xr); assert torch.equal(torch.get_rng_state(), st)
     with pytest.raises(ValueError, match='at least 2 domains'): mismatch_domains(torch.zeros(3, dtype=torch.long), 1)
+
+def test_lazy_r1_step_weighs_the_penalty_k_times_and_skipped_step_has_none(setup):
+    cfg, nets, x, xr, xr2, y, yt, z, z2 = setup
+    torch.manual_seed(5); l1, p1 = d_loss(nets, cfg, x, y, yt, x_ref=xr)                      # official: λ_reg·R1
+    torch.manual_seed(5); l4, p4 = d_loss(nets, cfg.replace(r1_every=4), x, y, yt, x_ref=xr)  # lazy, R1 step: 4·λ_reg·R1
+    torch.manual_seed(5); l0, p0 = d_loss(nets, cfg.replace(r1_every=4), x, y, yt, x_ref=xr, r1=False)
+    assert p1['reg'] == p4['reg'] > 0 and 'reg' not in p0 and p0['real'] == p1['real'] and p0['fake'] == p1['fake']
+    torch.testing.assert_close(l4 - l1, 3 * cfg.lambda_reg * torch.tensor(p1['reg']))
+    torch.testing.assert_close(l0, l1 - cfg.lambda_reg * torch.tensor(p1['reg']))

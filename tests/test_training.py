@@ -123,3 +123,18 @@ def test_config_changed_mid_run_is_what_is_trained_and_saved(tmp_path, monkeypat
     import json
     assert json.loads((tmp_path/'r'/'config.json').read_text())['lambda_cyc'] == 3.
     assert safe_load(tmp_path/'r'/'checkpoints'/'000004_state.ckpt')['config']['lambda_cyc'] == 3.
+
+
+def test_lazy_r1_takes_the_penalty_every_kth_iteration_and_resumes_exactly(tmp_path, monkeypatch):
+    import stargan_v2.losses as L
+    calls, r1 = [], L.r1_reg
+    monkeypatch.setattr(L, 'r1_reg', lambda *a: calls.append(1) or r1(*a))
+    cfg = CFG.replace(r1_every=2)
+    learn = _run(tmp_path/'straight', cfg)
+    assert len(calls) == 4   # iterations 0 and 2, two D steps each (the official schedule: 8)
+    hist = learn.loss_log.hist if hasattr(learn, 'loss_log') else next(c for c in learn.cbs if hasattr(c, 'hist')).hist
+    reg = hist['D/latent_reg']
+    assert len(reg) == 4 and reg[1] == reg[0] and reg[3] == reg[2] and reg[0] != reg[2]   # a skipped step logs the last R1
+    _run(tmp_path/'resumed', cfg.replace(total_iters=2))
+    _run(tmp_path/'resumed', cfg, resume=True)
+    assert_equal(_files(tmp_path/'straight', 4), _files(tmp_path/'resumed', 4))
