@@ -10,7 +10,8 @@ what fits the budget (timed on two short probes) and its schedule lengths are sc
 by side (`--jobs 2`, the 2-core machine). With `--from-committed` the rows are the models committed in stargan_v2/trained/,
 whose training time, iterations and command come from their manifests (their budgets are the presets', not equal).
 Either way every model is scored by `stargan_v2.evaluate.shapes_scores` on the same sources, references and z, and the
-script writes OUT/lineage.csv, lineage.md, lineage.png (the figure) and lineage.json (the command and the times).
+script writes OUT/lineage.csv, lineage.md, lineage.png (the figure) and lineage.json (the command and the times); for the
+full settings OUT is stargan_v2/trained/lineage (committed models) or stargan_v2/trained/lineage_equal (equal budget).
 Rows whose lesson is not in this version (lessons 12a and 12b) are listed as skipped, with the reason.
 """
 import argparse, json, os, sys, time
@@ -31,13 +32,15 @@ def main(argv=None):
     p.add_argument('--n-per-domain', type=int, default=100, help='validation sources per domain (default: all 100)')
     p.add_argument('--num-outs', type=int, default=10)
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--out', default=None, help='output folder (default: stargan_v2/trained/lineage (package data, so lesson 14 shows it after pip install) for the full settings, else a temporary folder)')
+    p.add_argument('--out', default=None, help='output folder (default for the full settings: stargan_v2/trained/lineage (--from-committed) or '
+                   'stargan_v2/trained/lineage_equal (--train), package data, so lesson 14 shows them after pip install; else a temporary folder)')
     a = p.parse_args(argv)
     import torch
     torch.set_num_threads(1)
     from stargan_v2.compare import run_lineage, write_lineage, lineage_markdown, claim_checks, claims_markdown
     full = a.preset == 'shapes' and a.n_per_domain == 100 and a.num_outs == 10 and a.only is None
-    out = Path(a.out) if a.out else (Path(__file__).resolve().parents[1]/'stargan_v2'/'trained'/'lineage' if full else Path(os.environ.get('TMPDIR', '/tmp'))/'lineage')
+    pkg = Path(__file__).resolve().parents[1]/'stargan_v2'/'trained'
+    out = Path(a.out) if a.out else (pkg/('lineage' if a.from_committed else 'lineage_equal') if full else Path(os.environ.get('TMPDIR', '/tmp'))/'lineage')
     t0, c0 = time.time(), time.process_time()
     df, entries = run_lineage('committed' if a.from_committed else 'train', a.only, a.preset, a.minutes, a.jobs, a.probe, a.runs,
                               a.n_per_domain, a.num_outs, a.seed)
