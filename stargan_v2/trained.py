@@ -45,7 +45,8 @@ def export_trained(run_dir,               # a finished StarGAN v2 run (checkpoin
                    command:str,           # the exact command that trained it
                    dest=None,             # default: the package's trained/ folder
                    hist:dict|None=None,   # the run's loss history (`learn.loss_log.hist`); None: no losses.csv
-                   train_seconds:float|None=None,
+                   train_seconds:float|None=None,     # wall-clock training time
+                   train_cpu_seconds:float|None=None, # CPU time of the training process (other jobs do not inflate it)
                    full_scores:bool=True, # also score all validation sources (slow on a CPU: about a minute)
                   ) -> Path:              # the manifest
     "Write a run's EMA networks (fp16), config, losses, grids and a manifest with scores and hashes."
@@ -64,7 +65,7 @@ def export_trained(run_dir,               # a finished StarGAN v2 run (checkpoin
     c, tr = load_trained(name, dest=out, verify=False)
     chk = _check_settings()
     m = dict(name=name, method=c.model, command=command, commit=_git_commit(), seed=c.seed, iterations=it,
-             train_seconds=train_seconds, dtype='float16', torch=torch.__version__, created=time.strftime('%Y-%m-%d'),
+             train_seconds=train_seconds, train_cpu_seconds=train_cpu_seconds, dtype='float16', torch=torch.__version__, created=time.strftime('%Y-%m-%d'),
              check=dict(settings=chk, scores=_flat(shapes_scores(tr, c, **chk))),
              scores=_flat(shapes_scores(tr, c, n_per_domain=100)) if full_scores else None)
     m['files'] = {str(p.relative_to(out)): dict(sha256=file_sha256(p), bytes=p.stat().st_size)
@@ -127,12 +128,14 @@ def make_trained(name:str='shapes', threads:int=1) -> Path:
     from stargan_v2.learner import train
     if name == 'stargan_v1_shapes':                 # lesson 12's model: its own trainer and exporter
         from stargan_v2.v1 import make_trained_v1; return make_trained_v1(threads)
-    recipes = {'shapes': (Config.shapes(), "stargan_v2 train --threads 1")}
+    recipes = {'shapes': (Config.shapes(), "stargan_v2 train --threads 1"),
+               'shapes32': (Config.shapes32(), "stargan_v2 train --preset shapes32 --threads 1")}   # lesson 07's 32-px preset
     for v, ov in ABLATIONS.items():                 # lesson 15: the preset with one term removed
         recipes[f'shapes_{v}'] = (Config.shapes(**ov), "stargan_v2 train --threads 1 --set " + ' '.join(f'{k}={x}' for k, x in ov.items()))
     if name not in recipes: raise ValueError(f"no recipe for {name!r}; known: {sorted(recipes)}")
     cfg, command = recipes[name]
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as t:
-        t0 = time.time(); learn = train(cfg, Path(t)/name, verbose=False, progress=False, device='cpu')
-        return export_trained(Path(t)/name, name, command, hist=learn.loss_log.hist, train_seconds=round(time.time() - t0, 1))
+        t0, c0 = time.time(), time.process_time(); learn = train(cfg, Path(t)/name, verbose=False, progress=False, device='cpu')
+        return export_trained(Path(t)/name, name, command, hist=learn.loss_log.hist, train_seconds=round(time.time() - t0, 1),
+                              train_cpu_seconds=round(time.process_time() - c0, 1))
