@@ -30,7 +30,7 @@ from .trainer import GANTrainer
 from .translator import Translator, as_labels, run_config
 from .callbacks import latest_state, load_checkpoint, ConfigMismatch
 from .checkpoints import safe_load, CheckpointMismatch
-from .learner import gan_learner, TrainingStopped
+from .learner import gan_learner, TrainingStopped, _fit, run_folder, resume_run
 from .evaluate import load_split, measured_folder, shapes_fid, circ_corr
 
 # %% ../nbs/13_discogan.ipynb #22253983
@@ -395,23 +395,15 @@ def disco_learner(dls, cfg:DiscoConfig, nets:DiscoNets|None=None, out_dir=None, 
 def train_disco(cfg:DiscoConfig, out_dir, root=None, device=None, resume:bool=False, verbose:bool=True,
                 progress:bool|None=None, cbs=None) -> Learner:
     "Train every pair of `cfg` into `out_dir` up to `cfg.total_iters`, resumable; returns the learner."
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    last = latest_state(out)
-    if last is not None and not resume:
-        raise FileExistsError(f"{out} already holds checkpoints (latest {last.name}). Pass resume=True (--resume) to "
-                              "continue that run, or choose another output folder.")
-    set_seed(cfg.seed)
-    learn = disco_learner(disco_dls(cfg, root, device), cfg, out_dir=out, cbs=cbs, verbose=verbose)
-    if resume and last is not None:
-        it = load_checkpoint(learn, last)
-        learn.loss_log.write(f"resumed from {last} at iteration {it}")
-    (out/'config.json').write_text(json.dumps(asdict(cfg), indent=1))
-    n = cfg.total_iters - learn.train_iter
-    if progress is None: progress = sys.stdout.isatty() or 'ipykernel' in sys.modules
-    learn._target_iters = learn.train_iter + n
-    with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()): learn.fit_iters(n)
-    if learn.nan_guard.message: raise TrainingStopped(learn.nan_guard.message)
-    return learn
+    out = Path(out_dir)
+    with run_folder(out, resume) as last:   # lesson 07: one live run per folder, never overwritten
+        set_seed(cfg.seed)
+        learn = disco_learner(disco_dls(cfg, root, device), cfg, out_dir=out, cbs=cbs, verbose=verbose)
+        if resume and last is not None: resume_run(learn, out, cfg.total_iters)
+        (out/'config.json').write_text(json.dumps(asdict(cfg), indent=1))
+        _fit(learn, cfg.total_iters - learn.train_iter, progress)
+        if learn.nan_guard.message: raise TrainingStopped(learn.nan_guard.message)
+        return learn
 
 # %% ../nbs/13_discogan.ipynb #9448c6ea
 def load_translator(path, device=None, bn:str|None=None) -> tuple:   # (DiscoConfig, DiscoTranslator)

@@ -29,7 +29,7 @@ from .checkpoints import safe_load, CheckpointMismatch
 from .trainer import GANTrainer, frozen
 from .translator import Translator, as_labels, run_config
 from .callbacks import latest_state, load_checkpoint, ConfigMismatch
-from .learner import gan_learner, TrainingStopped, _fit
+from .learner import gan_learner, TrainingStopped, _fit, run_folder, resume_run
 from .v1 import (V1Config, Generator, Discriminator, V1Nets, v1_d_loss, v1_g_loss, make_v1_optims, set_v1_lr,
                            _zero, _nets_file, _load_strict)
 
@@ -322,18 +322,15 @@ def joint_learner(dls, cfg:MaskConfig, nets:V1Nets|None=None, out_dir=None, cbs=
 
 def train_joint(cfg:MaskConfig, out_dir, root=None, device=None, resume:bool=False, verbose:bool=True, progress:bool|None=None, cbs=None):
     "Train a joint (or single-dataset) v1 run into `out_dir` up to `cfg.total_iters`, resumable (the layout of `train_v1`)."
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    last = latest_state(out)
-    if last is not None and not resume:
-        raise FileExistsError(f"{out} already holds checkpoints (latest {last.name}). Pass resume=True to continue that run, or choose another folder.")
-    set_seed(cfg.seed)
-    learn = joint_learner(joint_dls(cfg, root, device), cfg, out_dir=out, cbs=cbs, verbose=verbose)
-    if resume and last is not None:
-        it = load_checkpoint(learn, last); learn.loss_log.write(f"resumed from {last} at iteration {it}")
-    (out/'config.json').write_text(json.dumps(asdict(cfg), indent=1))
-    _fit(learn, cfg.total_iters - learn.train_iter, progress)
-    if learn.nan_guard.message: raise TrainingStopped(learn.nan_guard.message)
-    return learn
+    out = Path(out_dir)
+    with run_folder(out, resume) as last:   # lesson 07: one live run per folder, never overwritten
+        set_seed(cfg.seed)
+        learn = joint_learner(joint_dls(cfg, root, device), cfg, out_dir=out, cbs=cbs, verbose=verbose)
+        if resume and last is not None: resume_run(learn, out, cfg.total_iters)
+        (out/'config.json').write_text(json.dumps(asdict(cfg), indent=1))
+        _fit(learn, cfg.total_iters - learn.train_iter, progress)
+        if learn.nan_guard.message: raise TrainingStopped(learn.nan_guard.message)
+        return learn
 
 # %% ../nbs/12b_mask_vector.ipynb #c702a0ff
 def load_joint(path, device=None) -> tuple:   # (MaskConfig, Generator)

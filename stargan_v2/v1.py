@@ -26,7 +26,7 @@ from .checkpoints import safe_load, CheckpointMismatch, latest_checkpoint
 from .trainer import GANTrainer, frozen
 from .translator import Translator, as_labels, run_config
 from .callbacks import latest_state, load_checkpoint, ConfigMismatch
-from .learner import gan_learner, TrainingStopped, _fit, _coerce
+from .learner import gan_learner, TrainingStopped, _fit, _coerce, run_folder, resume_run
 from .attention import SelfAttention, d_hinge_loss, add_spectral_norm, sa_gammas
 
 # %% ../nbs/12_stargan_v1.ipynb #0ec98aff
@@ -391,21 +391,16 @@ def train_v1(cfg:V1Config,            # the run's configuration (cfg.total_iters
              cbs=None,                # extra callbacks
             ):
     "Train StarGAN v1 into `out_dir` up to `cfg.total_iters`, resumable (the same folder layout as StarGAN v2's `train`)."
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    last = latest_state(out)
-    if last is not None and not resume:
-        raise FileExistsError(f"{out} already holds checkpoints (latest {last.name}). Pass resume=True (--resume) to "
-                              "continue that run, or choose another output folder.")
-    set_seed(cfg.seed)
-    dls = get_dls(cfg, root=root, device=device)
-    learn = v1_learner(dls, cfg, out_dir=out, cbs=cbs, verbose=verbose)
-    if resume and last is not None:
-        it = load_checkpoint(learn, last)
-        learn.loss_log.write(f"resumed from {last} at iteration {it}")
-    (out/'config.json').write_text(json.dumps(asdict(cfg), indent=1))
-    _fit(learn, cfg.total_iters - learn.train_iter, progress)
-    if learn.nan_guard.message: raise TrainingStopped(learn.nan_guard.message)
-    return learn
+    out = Path(out_dir)
+    with run_folder(out, resume) as last:   # lesson 07: one live run per folder, never overwritten
+        set_seed(cfg.seed)
+        dls = get_dls(cfg, root=root, device=device)
+        learn = v1_learner(dls, cfg, out_dir=out, cbs=cbs, verbose=verbose)
+        if resume and last is not None: resume_run(learn, out, cfg.total_iters)
+        (out/'config.json').write_text(json.dumps(asdict(cfg), indent=1))
+        _fit(learn, cfg.total_iters - learn.train_iter, progress)
+        if learn.nan_guard.message: raise TrainingStopped(learn.nan_guard.message)
+        return learn
 
 # %% ../nbs/12_stargan_v1.ipynb #e5e1f3dc
 def _nets_file(path) -> Path:

@@ -266,3 +266,30 @@ def test_resume_extends_a_finished_run(run, tmp_path, capsys):
     cfg1 = json.loads((r/'config.json').read_text())
     assert _ckpt_steps(r) == [2, 4] and cfg1['total_iters'] == 4 and cfg1['ds_iter'] == cfg0['ds_iter']   # the schedule is the run's own
     assert 'done: iteration 4' in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------- the other methods' run folders
+def _other_methods():
+    from stargan_v2.v1 import V1Config, train_v1
+    from stargan_v2.discogan import DiscoConfig, train_disco
+    from stargan_v2.multidata import MaskConfig, train_joint
+    kw = dict(total_iters=4, save_every=2, sample_every=100)
+    return {'stargan_v1': (train_v1, V1Config.tiny(**kw)), 'discogan': (train_disco, DiscoConfig.tiny(**kw)),
+            'stargan_v1_mask': (train_joint, MaskConfig.tiny(**kw))}
+
+@pytest.mark.parametrize('method', ['stargan_v1', 'discogan', 'stargan_v1_mask'])
+def test_every_method_locks_its_folder_resumes_past_a_broken_checkpoint_and_refuses_fewer_iters(tmp_path, method):
+    "lesson 07's run_folder/resume_run serve every method: the lock, the non-finite fallback and the --iters check are not v2's alone."
+    from stargan_v2.core import ConfigError
+    fn, cfg = _other_methods()[method]
+    run = lambda out, c=cfg, **kw: fn(c, out, verbose=False, progress=False, device='cpu', **kw)
+    out = tmp_path/'run'; out.mkdir()
+    with run_lock(out):
+        with pytest.raises(FolderLockedError): run(out)
+    assert not (out/'checkpoints').exists()                                       # nothing written while locked
+    run(out)
+    f = next((out/'checkpoints').glob('000004_*nets.ckpt')); d = safe_load(f)     # break the newest checkpoint's weights
+    next(t for sd in d.values() for t in sd.values() if t.is_floating_point()).view(-1)[0] = float('nan'); torch.save(d, f)
+    learn = run(out, cfg.replace(total_iters=5), resume=True)
+    assert learn.train_iter == 5 and 'non-finite' in learn.resume_skipped[0]     # resumed from iteration 2, not the broken 4
+    with pytest.raises(ConfigError, match='total_iters=3'): run(out, cfg.replace(total_iters=3), resume=True)

@@ -82,7 +82,7 @@ LEARNER_SURFACE = {
     'EMACallback', 'DSDecayCallback', 'LossLogCallback', 'SampleGridCallback', 'CheckpointCallback', 'NanGuardCallback',
     'save_checkpoint', 'load_checkpoint', 'plot_losses', 'ConfigMismatch',
     'Translator', 'StarGANv2Translator', 'translator_grids', 'load_translator',
-    'gan_learner', 'stargan_learner', 'train', 'cli_train', 'config_from_args', 'TrainingStopped'}
+    'gan_learner', 'stargan_learner', 'train', 'cli_train', 'config_from_args', 'TrainingStopped', 'run_folder', 'resume_run'}
 
 def test_learner_star_import_surface():
     ns = {}
