@@ -8,8 +8,9 @@ Usage:
 
 Training prints: wall time and CPU time (`time.process_time()`, which other jobs on the machine do not inflate),
 seconds per iteration, and every Shapes score of `stargan_v2.evaluate.shapes_scores` on all 100 val sources per domain
-(target-domain accuracy, position error, hue error to the reference, pattern agreement with the reference, diversity,
-Shapes-FID) against the preset's targets:
+(target-domain accuracy, position error, hue error to the reference, pattern agreement with the reference and its
+chance-corrected κ, diversity, Shapes-FID), and `probe_style_codes` (can the pattern be read from E's style codes of
+real images? against the majority share) against the preset's targets:
   shapes:   <= 10 min, accuracy >= 0.90, position error <= 3 px, hue error <= 20 deg, diverse latent outputs;
   shapes32: the same plus pattern agreement with the reference >= 0.80 (issue: <= 10 min; fallback <= 20 min).
 `--curve` scores the EMA networks of every checkpoint of a finished run (score against iterations and minutes: CPU
@@ -25,7 +26,8 @@ from pathlib import Path
 
 TARGETS = dict(minutes=10., acc=0.90, pos_err=3., hue_err=20., pattern=0.80)
 SCORES = ('acc_latent', 'acc_reference', 'pos_err_latent', 'pos_err_reference', 'hue_err_reference', 'pattern_acc_reference',
-          'diversity_latent', 'diversity_l1_latent', 'patterns_per_source_latent', 'shapes_fid_latent', 'shapes_fid_reference')
+          'pattern_kappa_reference', 'diversity_latent', 'diversity_l1_latent', 'patterns_per_source_latent', 'shapes_fid_latent', 'shapes_fid_reference',
+          'pattern_code_probe', 'pattern_code_majority')
 
 def _targets(sc:dict, cfg, minutes:float) -> dict:
     ok = dict(time=minutes <= TARGETS['minutes'],
@@ -36,8 +38,10 @@ def _targets(sc:dict, cfg, minutes:float) -> dict:
     return ok
 
 def _score(model, cfg, n):
-    from stargan_v2.evaluate import shapes_scores
+    from stargan_v2.evaluate import shapes_scores, probe_style_codes
     sc = shapes_scores(model, cfg, n_per_domain=n)
+    pr = probe_style_codes(model, cfg, n=n or 100)   # does E's code hold the reference's pattern at all?
+    sc |= dict(pattern_code_probe=pr['probe_acc'], pattern_code_majority=pr['majority'])
     return {k: round(float(sc[k]), 4) for k in SCORES if k in sc}
 
 def train_and_score(cfg, a):

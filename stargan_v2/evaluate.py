@@ -6,8 +6,8 @@ Docs: https://stargan-v2-course.github.io/stargan_v2/evaluate.html.md"""
 
 # %% auto #0
 __all__ = ['tasks', 'load_split', 'circ_mean', 'circ_std', 'circ_corr', 'shape_features', 'shapes_fid', 'measured_folder',
-           'as_translator', 'shapes_scores', 'evaluate_task', 'evaluate', 'results_table', 'write_results', 'cli_eval',
-           'probe_discriminator']
+           'pattern_kappa', 'as_translator', 'shapes_scores', 'evaluate_task', 'evaluate', 'results_table',
+           'write_results', 'cli_eval', 'probe_discriminator', 'probe_style_codes']
 
 # %% ../nbs/08a_evaluate.ipynb #7e153bb7
 import argparse, json, math, sys, time
@@ -109,6 +109,17 @@ def _pattern_tv(a:pd.Series, b:pd.Series) -> float:
     pa, pb = (np.array([(s == p).mean() for p in PATTERNS]) for s in (a, b))
     return float(0.5 * np.abs(pa - pb).sum())
 
+def pattern_kappa(out,  # patterns measured on the outputs (None/NaN: no object found)
+                  ref,  # patterns of the references, row-aligned
+                 ) -> float:
+    "Cohen's κ of output vs reference pattern: 1 = always the reference's, 0 = no better than an output that ignores the reference."
+    a, b = (np.array([x if isinstance(x, str) else 'none' for x in s], object) for s in (out, ref))
+    cats = sorted(set(a) | set(b))
+    p_o = float((a == b).mean())
+    p_e = float(sum((a == c).mean() * (b == c).mean() for c in cats))
+    return 0. if p_e >= 1 else (p_o - p_e) / (1 - p_e)
+
+
 # %% ../nbs/08a_evaluate.ipynb #d8602742
 def _latent_style_scores(out:pd.DataFrame, real:pd.DataFrame, n_src:int) -> dict:
     "Latent outputs vs the target's real style distribution, and their spread across z per source."
@@ -154,6 +165,7 @@ def _shapes_task(tr:Translator, x_src, y_src:int, x_ref_pool, m_src, m_ref_pool,
     r |= {f'{key}_reference': v for key, v in _content_scores(m_ref, m_src, trg).items()}
     r['hue_err_reference'] = float(np.mean(np.nan_to_num(hue_dist(m_ref['fill_hue'], m_refs['fill_hue']), nan=180.)))
     r['pattern_acc_reference'] = float((m_ref['pattern'] == m_refs['pattern']).mean())
+    r['pattern_kappa_reference'] = pattern_kappa(m_ref['pattern'], m_refs['pattern'])
     r |= _hue_scores(m_lat, m_src_rep, 'latent') | _hue_scores(m_ref, m_src, 'reference')
     r |= {f'{key}_latent': v for key, v in _latent_style_scores(m_lat, real, n).items()}
     r['diversity_l1_latent'] = _pairwise_l1(outs_lat) if k > 1 else 0.
@@ -369,3 +381,36 @@ def probe_discriminator(nets,               # `Nets` (or anything with a `.discr
     rows = {d: D(val[d].to(dev), torch.arange(K, device=dev).expand(len(val[d]), K)).mean(0).tolist() for d in doms}
     D.train(was)
     return pd.DataFrame(rows, index=[f'branch {d}' for d in doms]).T.rename_axis('real images of')
+
+# %% ../nbs/08a_evaluate.ipynb #3cfc4292
+@torch.no_grad()
+def probe_style_codes(model,              # a StarGAN v2 `Translator` or `Nets` (anything with `.style_encoder`, or `.nets.style_encoder`)
+                      cfg,                # its config (img_size, data)
+                      root=None,          # dataset with val/<domain>/; default: the run's dataset
+                      n:int=100,          # real val images per domain
+                      attr:str='pattern', # the measured attribute to read from the codes (categorical)
+                      cache:bool|Path=True, # measurement cache (as `shapes_scores`)
+                     ) -> dict:           # {'probe_acc', 'majority', 'per_domain'}
+    "Leave-one-out nearest-centroid accuracy of `attr` from style codes E_y(x) of real images, against always guessing the majority."
+    root = Path(root) if root is not None else data_root(cfg.data)
+    doms = domain_names(root, 'val')
+    E = getattr(model, 'nets', model).style_encoder; was = E.training; E.eval()
+    dev = module_device(E)
+    val = load_split(root, doms, cfg.img_size, n=n)
+    hits, base, per = [], [], {}
+    for y, d in enumerate(doms):
+        s = E(val[d].to(dev), torch.full((len(val[d]),), y, device=dev)).double().cpu()
+        lab = np.array([v if isinstance(v, str) else 'none' for v in measured_folder(root/'val'/d, cfg.img_size, cache)[attr].iloc[:len(s)]], object)
+        cats = sorted(set(lab))
+        one = torch.tensor(np.stack([lab == c for c in cats], 1), dtype=torch.float64)        # (N,C)
+        sums, cnt = one.T @ s, one.sum(0)                                                       # (C,D), (C,)
+        own = one.argmax(1)
+        cen = (sums[None] - one[:, :, None] * s[:, None]) / (cnt[None, :, None] - one[:, :, None]).clamp(min=1)  # leave-one-out
+        dist = (s[:, None] - cen).norm(dim=-1)
+        dist[(cnt[None] - one) == 0] = float('inf')                                             # a class with no other member
+        ok = (dist.argmin(1) == own).numpy()
+        hits += list(ok); maj = float(max(cnt) / len(lab)); base += [maj] * len(lab)
+        per[d] = {'probe_acc': float(ok.mean()), 'majority': maj}
+    E.train(was)
+    return {'probe_acc': float(np.mean(hits)), 'majority': float(np.mean(base)), 'per_domain': per}
+

@@ -73,12 +73,21 @@ def test_shapes_scores_on_constructed_translators(root, mcache):
     assert si['pos_err_latent'] < .5 and si['pos_err_reference'] < .5 and si['size_err_latent'] < .5
     assert si['diversity_l1_latent'] == pytest.approx(0, abs=1e-7) and si['patterns_per_source_latent'] == 1   # the z's change nothing
     # copy-the-reference: perfect style, no content; latent outputs are real target images
-    assert sc['acc_reference'] > .9 and sc['hue_err_reference'] < 3 and sc['pattern_acc_reference'] > .8
+    assert sc['acc_reference'] > .9 and sc['hue_err_reference'] < 3 and sc['pattern_acc_reference'] > .8 and sc['pattern_kappa_reference'] > .8
     assert sc['pos_err_reference'] > 3
     assert sc['acc_latent'] > .9 and sc['hue_in_domain_latent'] > .8 and sc['pattern_tv_latent'] < .4
     assert sc['diversity_latent'] > 5 and sc['diversity_l1_latent'] > .01 and sc['patterns_per_source_latent'] > 1.5
     assert sc['shapes_fid_latent'] < si['shapes_fid_latent'] / 3
     assert set(sc['tasks']) == {t[2] for t in E.tasks(domain_names(root, 'val'))}
+
+def test_pattern_kappa_discounts_chance():
+    refs = ['solid'] * 50 + ['stripes'] * 20 + ['dots'] * 15 + ['checks'] * 15
+    assert E.pattern_kappa(refs, refs) == 1
+    assert E.pattern_kappa(['solid'] * 100, refs) == 0            # agrees half the time by always answering 'solid'
+    shuffled = list(np.random.default_rng(0).permutation(refs))
+    assert abs(E.pattern_kappa(shuffled, refs)) < .15              # independent of the reference
+    assert E.pattern_kappa(['dots'] * 50 + ['solid'] * 50, ['solid'] * 50 + ['dots'] * 50) == -1   # always the other one
+    assert E.pattern_kappa([None, float('nan'), 'dots'], [None, None, 'dots']) == 1                # no object = one category
 
 def test_shapes_scores_seeded_and_checked(root, mcache):
     cfg = Config.tiny()
