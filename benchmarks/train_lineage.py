@@ -3,6 +3,7 @@
 Usage:
   python benchmarks/train_lineage.py --from-committed              # score the committed models (about 2 CPU min)
   python benchmarks/train_lineage.py --train [--minutes 9] [--jobs 2] # train every preset here, then score (about 1 h of one thread)
+  python benchmarks/train_lineage.py --train --train-seed 1 [--jobs 2]  # the same with another training seed: the seed spread
   python benchmarks/train_lineage.py --train --preset tiny --minutes 0.05 --probe 2 --n-per-domain 4   # the CI-sized version
 
 Every method gets the same number of CPU minutes on one thread (`--train`): its preset's iteration count is replaced by
@@ -31,7 +32,9 @@ def main(argv=None):
     p.add_argument('--runs', default=None, help='folder for the training runs (default: a new temporary folder)')
     p.add_argument('--n-per-domain', type=int, default=100, help='validation sources per domain (default: all 100)')
     p.add_argument('--num-outs', type=int, default=10)
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--seed', type=int, default=0, help='seeds z and the reference draws of the scores (the same for every method)')
+    p.add_argument('--train-seed', type=int, default=None, help="--train: every method's training seed (default: each preset's "
+                   "own); the full settings then write stargan_v2/trained/lineage_equal_seed<N>, a second point for the seed spread")
     p.add_argument('--out', default=None, help='output folder (default for the full settings: stargan_v2/trained/lineage (--from-committed) or '
                    'stargan_v2/trained/lineage_equal (--train), package data, so lesson 14 shows them after pip install; else a temporary folder)')
     a = p.parse_args(argv)
@@ -40,16 +43,17 @@ def main(argv=None):
     from stargan_v2.compare import run_lineage, write_lineage, lineage_markdown, claim_checks, claims_markdown
     full = a.preset == 'shapes' and a.n_per_domain == 100 and a.num_outs == 10 and a.only is None
     pkg = Path(__file__).resolve().parents[1]/'stargan_v2'/'trained'
-    out = Path(a.out) if a.out else (pkg/('lineage' if a.from_committed else 'lineage_equal') if full else Path(os.environ.get('TMPDIR', '/tmp'))/'lineage')
+    out = Path(a.out) if a.out else (pkg/('lineage' if a.from_committed else 'lineage_equal' + ('' if a.train_seed is None else f'_seed{a.train_seed}')) if full else Path(os.environ.get('TMPDIR', '/tmp'))/'lineage')
     t0, c0 = time.time(), time.process_time()
     df, entries = run_lineage('committed' if a.from_committed else 'train', a.only, a.preset, a.minutes, a.jobs, a.probe, a.runs,
-                              a.n_per_domain, a.num_outs, a.seed)
+                              a.n_per_domain, a.num_outs, a.seed, train_seed=a.train_seed)
     cmd = 'python benchmarks/train_lineage.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
     from stargan_v2.trained import _git_commit
     meta = dict(command=cmd.strip(), commit=_git_commit(), wall_seconds=round(time.time() - t0, 1),
                 main_process_cpu_seconds=round(time.process_time() - c0, 1), threads=1, cpus=os.cpu_count(),
                 settings=dict(n_per_domain=a.n_per_domain, num_outs=a.num_outs, seed=a.seed, preset=a.preset,
-                              minutes=a.minutes if a.train else None, jobs=a.jobs if a.train else None))
+                              minutes=a.minutes if a.train else None, jobs=a.jobs if a.train else None,
+                              train_seed=a.train_seed))
     paths = write_lineage(df, entries, out, meta, seed=a.seed)
     print(lineage_markdown(df) + '\n\n' + claims_markdown(claim_checks(df)))
     print('wrote ' + ', '.join(str(v) for v in paths.values()) + f' ({time.time() - t0:.0f} s)')

@@ -239,17 +239,20 @@ def train_for_budget(name:str,            # a key of LINEAGE with a preset
                      minutes:float=9.,    # CPU minutes (one thread) every method gets
                      preset:str='shapes', # 'shapes' or 'tiny'
                      probe:int=25,        # iterations of each timing probe
-                     root=None) -> dict:  # train_cpu_min, train_wall_min, iterations, g_updates, source, run
+                     root=None,
+                     seed:int|None=None, # training seed (default: the preset's)
+                    ) -> dict:           # train_cpu_min, train_wall_min, iterations, g_updates, seed, source, run
     "Train one method's preset for the number of iterations that fits the CPU budget, on one thread; returns its provenance."
     torch.set_num_threads(1)
     m = LINEAGE[name]
     cfg = m.preset(preset)
+    if seed is not None: cfg = cfg.replace(seed=seed)
     iters, spi = budget_iters(m, cfg, minutes * 60, probe, root)
     cfg = scale_schedule(cfg, iters)
     t0, w0 = time.process_time(), time.time()
     m.train(cfg, Path(out_dir), root)
     return dict(train_cpu_min=(time.process_time() - t0) / 60, train_wall_min=(time.time() - w0) / 60, iterations=iters,
-                g_updates=m.g_updates(cfg, iters), run=str(out_dir),
+                g_updates=m.g_updates(cfg, iters), seed=cfg.seed, run=str(out_dir),
                 source=f'trained here: preset {preset!r}, {minutes:g} CPU min budget ({spi:.3f} s/it measured)')
 
 # %% ../nbs/14_lineage.ipynb #4de42a32
@@ -330,9 +333,9 @@ def _preset_error(m:Method, preset:str) -> str|None:
 
 def _train_job(args:tuple) -> dict: return train_for_budget(*args)
 
-def _train_all(names:list, runs_dir:Path, minutes:float, preset:str, probe:int, jobs:int, root=None) -> dict:
+def _train_all(names:list, runs_dir:Path, minutes:float, preset:str, probe:int, jobs:int, root=None, seed:int|None=None) -> dict:
     "Train the methods side by side, `jobs` one-thread processes at a time; {name: provenance}."
-    args = [(n, runs_dir/n, minutes, preset, probe, root) for n in names]
+    args = [(n, runs_dir/n, minutes, preset, probe, root, seed) for n in names]
     if jobs <= 1: return {n: _train_job(a) for n, a in zip(names, args)}
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context('spawn')) as ex: return dict(zip(names, ex.map(_train_job, args)))
 
@@ -341,6 +344,7 @@ def run_lineage(source:str='committed',  # 'committed': the models in stargan_v2
                 names=None,              # keys of LINEAGE (default: all, in order)
                 preset:str='shapes', minutes:float=9., jobs:int=2, probe:int=25, runs_dir=None,  # for source='train'
                 n_per_domain:int=100, num_outs:int=10, seed:int=0, root=None, img_size:int=16,
+                train_seed:int|None=None, # source='train': every method's training seed (default: each preset's own)
                 verbose:bool=True) -> tuple:   # (DataFrame of rows, [(label, mode, Translator)] for the figure)
     "Every row of the lineage table, each method scored by the same `shapes_scores` on the same sources, references and z."
     say = print if verbose else (lambda *a, **k: None)
@@ -353,7 +357,7 @@ def run_lineage(source:str='committed',  # 'committed': the models in stargan_v2
     if source == 'train' and todo:
         runs_dir = Path(runs_dir) if runs_dir is not None else Path(tempfile.mkdtemp(prefix='lineage_'))
         say(f"training {', '.join(todo)}: {minutes:g} CPU min each, {jobs} at a time, into {runs_dir}", flush=True)
-        trained = _train_all(todo, runs_dir, minutes, preset, probe, jobs, root)
+        trained = _train_all(todo, runs_dir, minutes, preset, probe, jobs, root, train_seed)
     rows, entries = [], []
     for n in names:
         m = LINEAGE[n]

@@ -119,14 +119,18 @@ def test_benchmark_tiny_train_end_to_end(tmp_path):
     tl = importlib.util.module_from_spec(spec); spec.loader.exec_module(tl)
     out = tmp_path/'out'
     assert tl.main(['--train', '--preset', 'tiny', '--only', 'identity', 'stargan_v1', 'discogan', 'stargan_v1_sa', '--minutes', '0.01',
-                    '--probe', '5', '--jobs', '1', '--n-per-domain', '2', '--num-outs', '2', '--runs', str(tmp_path/'runs'), '--out', str(out)]) == 0
+                    '--probe', '5', '--jobs', '1', '--n-per-domain', '2', '--num-outs', '2', '--runs', str(tmp_path/'runs'), '--out', str(out),
+                    '--train-seed', '5']) == 0
     df = pd.read_csv(out/'lineage.csv').set_index('model')
     for m in ('StarGAN v1', 'DiscoGAN (3 pairs)'):
         assert df.loc[m, 'status'] == 'ok' and df.loc[m, 'iterations'] >= 1 and df.loc[m, 'train_cpu_min'] > 0
         assert df.loc[m, 'source'].startswith("trained here: preset 'tiny', 0.01 CPU min budget")
     assert df.loc['DiscoGAN (3 pairs)', 'generators'] == 6 and df.loc['DiscoGAN (3 pairs)', 'diversity'] == 0
     assert (tmp_path/'runs'/'stargan_v1'/'config.json').is_file()
+    for m in ('stargan_v1', 'discogan', 'stargan_v1_sa'):   # --train-seed reaches every method's config (their presets' seeds differ)
+        assert json.loads((tmp_path/'runs'/m/'config.json').read_text())['seed'] == 5, m
     meta = json.loads((out/'lineage.json').read_text())
+    assert meta['settings']['train_seed'] == 5
     assert meta['command'].startswith('python benchmarks/train_lineage.py --train') and (out/'lineage.png').is_file()
 
 def test_a_method_without_the_preset_is_skipped_when_training(monkeypatch):
