@@ -140,3 +140,17 @@ def test_a_method_without_the_preset_is_skipped_when_training(monkeypatch):
     df, _ = C.run_lineage('train', ['stargan_v1_sa'], preset='tiny', verbose=False)
     st = df['status'].iloc[0]
     assert st.startswith("skipped: no 'tiny' preset") and 'tiny_nope' in st
+
+def test_seed_verdicts_keep_only_what_every_seed_says():
+    "A claim keeps its verdict only when every training seed gives it; the spread is each score's range across seeds."
+    from stargan_v2.trained import trained_dir
+    a = pd.read_csv(trained_dir('lineage_equal')/'lineage.csv')
+    b = a.copy(); b.loc[b['model'] == 'DiscoGAN (3 pairs)', 'acc'] = 0.2     # v1 now clearly beats DiscoGAN in run b
+    v = C.seed_verdicts({'s0': a, 's1': b}).set_index('claim')
+    claim = 'StarGAN reaches the target domain more often than a pairwise model'
+    assert v.loc[claim, 'verdict (s1)'] == 'confirmed' and v.loc[claim, 'verdict'] == 'seed-dependent'
+    same = C.seed_verdicts({'s0': a, 's1': a})
+    assert (same['verdict'] == same['verdict (s0)']).all() and 'seed-dependent' not in set(same['verdict'])
+    sp = C.seed_spread({'s0': a, 's1': b})
+    assert sp.loc['DiscoGAN (3 pairs)', ('acc', 'range')] == pytest.approx(a.set_index('model').loc['DiscoGAN (3 pairs)', 'acc'] - 0.2)
+    assert sp.loc['StarGAN v1', ('acc', 'range')] == 0
