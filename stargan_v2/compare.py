@@ -532,6 +532,5 @@ def seed_verdicts(tables:dict) -> pd.DataFrame:
     checks = {k: claim_checks(df) for k, df in tables.items()}
     out = next(iter(checks.values()))[['claim', 'paper', 'rows']].copy()
     for k, c in checks.items(): out[f'numbers ({k})'], out[f'verdict ({k})'] = c['numbers'].values, c['verdict'].values
-    vs = pd.DataFrame({k: c['verdict'].values for k, c in checks.items()})
-    out['verdict'] = [r.iloc[0] if r.nunique() == 1 else 'seed-dependent' for _, r in vs.iterrows()]
+    out['verdict'] = out[[f'verdict ({k})' for k in checks]].apply(lambda r: r.iloc[0] if r.nunique() == 1 else 'seed-dependent', axis=1)
     return out

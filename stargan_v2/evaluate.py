@@ -109,11 +109,15 @@ def _pattern_tv(a:pd.Series, b:pd.Series) -> float:
     pa, pb = (np.array([(s == p).mean() for p in PATTERNS]) for s in (a, b))
     return float(0.5 * np.abs(pa - pb).sum())
 
+def _labels(s) -> np.ndarray:
+    "Measured category labels as an object array, with 'none' where nothing was measured (None/NaN)."
+    return np.array([x if isinstance(x, str) else 'none' for x in s], object)
+
 def pattern_kappa(out,  # patterns measured on the outputs (None/NaN: no object found)
                   ref,  # patterns of the references, row-aligned
                  ) -> float:
     "Cohen's κ of output vs reference pattern: 1 = always the reference's, 0 = no better than an output that ignores the reference."
-    a, b = (np.array([x if isinstance(x, str) else 'none' for x in s], object) for s in (out, ref))
+    a, b = _labels(out), _labels(ref)
     cats = sorted(set(a) | set(b))
     p_o = float((a == b).mean())
     p_e = float(sum((a == c).mean() * (b == c).mean() for c in cats))
@@ -400,7 +404,7 @@ def probe_style_codes(model,              # a StarGAN v2 `Translator` or `Nets` 
     hits, base, per = [], [], {}
     for y, d in enumerate(doms):
         s = E(val[d].to(dev), torch.full((len(val[d]),), y, device=dev)).double().cpu()
-        lab = np.array([v if isinstance(v, str) else 'none' for v in measured_folder(root/'val'/d, cfg.img_size, cache)[attr].iloc[:len(s)]], object)
+        lab = _labels(measured_folder(root/'val'/d, cfg.img_size, cache)[attr].iloc[:len(s)])
         cats = sorted(set(lab))
         one = torch.tensor(np.stack([lab == c for c in cats], 1), dtype=torch.float64)        # (N,C)
         sums, cnt = one.T @ s, one.sum(0)                                                       # (C,D), (C,)
