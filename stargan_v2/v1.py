@@ -12,7 +12,7 @@ __all__ = ['V1_PRESETS', 'HAIR_ATTRS', 'V1Config', 'tile_label', 'ResidualBlock'
            'make_trained_v1', 'official_v1_state_dict', 'load_official_v1']
 
 # %% ../nbs/12_stargan_v1.ipynb #f46fedc0
-import argparse, dataclasses, json, math, re, shutil, sys, time
+import argparse, copy, dataclasses, json, math, re, shutil, sys, time
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import torch
@@ -25,7 +25,7 @@ from .data import get_dls, domain_names, data_root, DataError
 from .checkpoints import safe_load, CheckpointMismatch, latest_checkpoint
 from .trainer import GANTrainer, frozen
 from .translator import Translator, as_labels, run_config
-from .callbacks import latest_state, load_checkpoint, ConfigMismatch
+from .callbacks import latest_state, load_checkpoint, ConfigMismatch, EMACallback
 from .learner import gan_learner, TrainingStopped, _fit, _coerce, run_folder, resume_run
 from .attention import SelfAttention, d_hinge_loss, add_spectral_norm, sa_gammas
 
@@ -67,6 +67,7 @@ class V1Config:
     d_lr:float=1e-4             # D's Adam learning rate
     beta1:float=0.5             # Adam beta1
     beta2:float=0.999           # Adam beta2
+    ema_beta:float=0.           # not official (0 = off): sample and score an EMA of G's weights (StarGAN v2's β 0.999)
     # bookkeeping
     seed:int=777                # random seed
     print_every:int=10          # log every n iterations
@@ -92,28 +93,29 @@ def _v1_official(cls, **kw) -> V1Config:
     return cls(name='official').replace(**kw)
 
 def _v1_shapes(cls, **kw) -> V1Config:
-    "CPU preset for Shapes (16 px, 3 domains): the official topology scaled down, with three calibrated departures (see the tables)."
+    "CPU preset for Shapes (16 px, 3 domains): the official topology scaled down, with calibrated departures (see the tables): no decay, EMA of G."
     return cls(name='shapes', data='shapes', img_size=16, num_domains=3, g_conv_dim=16, d_conv_dim=64, g_repeat_num=6, g_down_num=0,
-               d_repeat_num=3, lambda_rec=1., n_critic=2, total_iters=6000, decay_iters=3000, lr_update_step=30, lr=1e-3, d_lr=1e-3, batch_size=16,
+               d_repeat_num=3, lambda_rec=1., n_critic=2, total_iters=6000, decay_iters=3000, lr_update_step=30, decay='none', ema_beta=0.999,
+               lr=1e-3, d_lr=1e-3, batch_size=16,
                val_batch_size=32, seed=777, print_every=250, sample_every=1000, save_every=1000, num_workers=0).replace(**kw)
 
 def _v1_tiny(cls, **kw) -> V1Config:
     "Smoke-test size for CI: 16 px, very narrow nets, a handful of iterations."
     return cls(name='tiny', data='shapes', img_size=16, num_domains=3, g_conv_dim=4, d_conv_dim=8, g_repeat_num=1,
-               d_repeat_num=3, n_critic=2, total_iters=10, decay_iters=6, lr_update_step=2, batch_size=4, val_batch_size=4,
+               d_repeat_num=3, n_critic=2, total_iters=10, decay_iters=6, lr_update_step=2, batch_size=4, val_batch_size=4, ema_beta=0.9,
                seed=0, print_every=1, sample_every=5, save_every=5, num_workers=0).replace(**kw)
 
 def _v1_shapes_sa(cls, **kw) -> V1Config:
-    "Lesson 12a: the `shapes` preset with SAGAN's recipe: SA in G and D, hinge, SN on D, no GP, TTUR (D lr 4× G lr), Adam(0, 0.9), 1:1."
+    "Lesson 12a: the `shapes` networks with SAGAN's recipe: SA in G and D, hinge, SN on D, no GP, TTUR (D lr 4× G lr), Adam(0, 0.9), 1:1; linear decay, no EMA."
     b = cls.shapes()
     return b.replace(name='shapes_sa', adv='hinge', sn=True, sa_g=True, sa_d=True, lambda_gp=0., n_critic=1, lr=b.lr / 2, d_lr=b.d_lr * 2,
-                     beta1=0., beta2=0.9, total_iters=4000, decay_iters=2000, lr_update_step=20).replace(**kw)
+                     beta1=0., beta2=0.9, total_iters=4000, decay_iters=2000, lr_update_step=20, decay='linear', ema_beta=0.).replace(**kw)
 
 def _v1_tiny_sa(cls, **kw) -> V1Config:
-    "`tiny` with lesson 12a's recipe (SA, hinge, SN, TTUR, 1:1): the CI size of `shapes_sa` (lesson 14 trains it)."
+    "`tiny` with lesson 12a's recipe (SA, hinge, SN, TTUR, 1:1, no EMA): the CI size of `shapes_sa` (lesson 14 trains it)."
     b = cls.tiny()
     return b.replace(name='tiny_sa', adv='hinge', sn=True, sa_g=True, sa_d=True, lambda_gp=0., n_critic=1, lr=b.lr / 2, d_lr=b.d_lr * 2,
-                     beta1=0., beta2=0.9).replace(**kw)
+                     beta1=0., beta2=0.9, ema_beta=0.).replace(**kw)
 
 V1Config.official, V1Config.shapes, V1Config.shapes_sa, V1Config.tiny, V1Config.tiny_sa = (
     classmethod(f) for f in (_v1_official, _v1_shapes, _v1_shapes_sa, _v1_tiny, _v1_tiny_sa))
@@ -190,6 +192,9 @@ class V1Nets(nn.Module):
     def __init__(self, generator:Generator, discriminator:Discriminator|None=None):
         super().__init__()
         self.generator, self.discriminator = generator, discriminator
+    def ema_copy(self) -> 'V1Nets':
+        "What `EMACallback` averages when cfg.ema_beta > 0: a frozen copy of G (no D)."
+        return V1Nets(copy.deepcopy(self.generator).requires_grad_(False), None)
 
 def _generator(cfg:V1Config) -> Generator:
     return Generator(cfg.g_conv_dim, cfg.num_domains, cfg.g_repeat_num, down=cfg.g_down_num, sa=cfg.sa_g)
@@ -374,10 +379,12 @@ def v1_learner(dls,                    # DataLoaders from `get_dls(cfg)` (v1 rea
                cbs=None,               # extra callbacks
                verbose:bool=False,     # print a log line every cfg.print_every iterations
               ):
-    "A fastai `Learner` that trains StarGAN v1 with the shared callbacks (log, NaN guard, grids, checkpoints). No EMA: v1 has none."
+    "A fastai `Learner` that trains StarGAN v1 with the shared callbacks (log, NaN guard, grids, checkpoints), plus EMA of G if cfg.ema_beta > 0."
     nets = build_v1(cfg) if nets is None else nets
-    learn = gan_learner(dls, cfg, nets, V1Trainer(), out_dir=out_dir, cbs=cbs, verbose=verbose)
-    learn.make_translator = lambda: V1Translator(learn.model.generator, cfg.num_domains, cfg.img_size, getattr(dls, 'domains', None))
+    ema = [EMACallback(cfg.ema_beta)] if cfg.ema_beta > 0 else []   # official v1 has no EMA (ema_beta=0)
+    learn = gan_learner(dls, cfg, nets, V1Trainer(), out_dir=out_dir, cbs=ema + list(cbs or []), verbose=verbose)
+    G = lambda: (learn.nets_ema if ema else learn.model).generator   # what is sampled and scored
+    learn.make_translator = lambda: V1Translator(G(), cfg.num_domains, cfg.img_size, getattr(dls, 'domains', None))
     return learn
 
 # %% ../nbs/12_stargan_v1.ipynb #c973c025
@@ -404,16 +411,21 @@ def train_v1(cfg:V1Config,            # the run's configuration (cfg.total_iters
 
 # %% ../nbs/12_stargan_v1.ipynb #e5e1f3dc
 def _nets_file(path) -> Path:
-    "The `*_nets.ckpt` of a run folder, a checkpoints folder, or one checkpoint file (of the same step); `nets.ckpt` of a committed model."
+    "The G to sample from a run folder, a checkpoints folder or one checkpoint file (of the same step): `*_nets_ema.ckpt` if the run keeps an EMA, else `*_nets.ckpt`; `nets.ckpt` of a committed model."
     p = Path(path)
     if (p/'nets.ckpt').is_file(): return p/'nets.ckpt'
-    if p.is_file(): return p if p.name.endswith('_nets.ckpt') else p.with_name(p.name.split('_')[0] + '_nets.ckpt')
-    return latest_checkpoint(p, 'nets')
+    if p.is_file():
+        if p.name.endswith('_nets_ema.ckpt'): return p
+        ema = p.with_name(p.name.split('_')[0] + '_nets_ema.ckpt')
+        return ema if ema.is_file() else p.with_name(p.name.split('_')[0] + '_nets.ckpt')
+    nets = latest_checkpoint(p, 'nets')
+    ema = nets.with_name(nets.name.replace('_nets.ckpt', '_nets_ema.ckpt'))
+    return ema if ema.is_file() else nets
 
 def load_translator(path,        # a v1 run folder, its checkpoints/ folder or a checkpoint file
                     device=None, # default CPU
                    ) -> tuple:   # (V1Config, V1Translator)
-    "Open a trained StarGAN v1 run as (config, deterministic `Translator` of its generator); what `translator.load_translator` calls."
+    "Open a trained StarGAN v1 run as (config, deterministic `Translator` of its generator, the EMA one if kept); what `translator.load_translator` calls."
     d = run_config(path)
     if d is None: raise FileNotFoundError(f"{path}: no config.json or *_state.ckpt found; is it a StarGAN v1 run folder?")
     if d.get('model', 'stargan_v2') != 'stargan_v1':
@@ -488,13 +500,13 @@ def export_v1_trained(run_dir,              # a finished StarGAN v1 run (checkpo
                       train_seconds:float|None=None,
                       full_scores:bool=True, # also score all 100 validation sources per domain
                      ) -> Path:             # the manifest
-    "Write a v1 run's generator (fp16), config, losses, last grid and a manifest in the layout of lesson 07a's committed models."
+    "Write a v1 run's generator (its EMA if kept; fp16), config, losses, last grid and a manifest in the layout of lesson 07a's committed models."
     from stargan_v2.trained import trained_dir, _check_settings, _git_commit, _flat
     from stargan_v2.evaluate import shapes_scores
     run_dir = Path(run_dir); out = Path(dest) if dest is not None else trained_dir(name)
     if out.exists(): shutil.rmtree(out)
     (out/'samples').mkdir(parents=True)
-    f = latest_checkpoint(run_dir, 'nets'); it = int(f.name.split('_')[0])
+    f = _nets_file(run_dir); it = int(f.name.split('_')[0])   # the EMA G if the run kept one
     atomic_save({'generator': {k: v.half() for k, v in safe_load(f)['generator'].items()}}, out/'nets.ckpt')
     (out/'config.json').write_text((run_dir/'config.json').read_text())
     hist = safe_load(f.with_name(f'{it:06d}_state.ckpt'))['callbacks'].get('loss_log')

@@ -111,9 +111,31 @@ def test_v1_resume_is_bitwise_exact(tmp_path):
     _run(tmp_path/'straight')
     assert _run(tmp_path/'resumed', cbs=[_StopAt(4)]).train_iter == 4     # stops between G steps (n_critic=2: G at 2, 4, 6)
     assert _run(tmp_path/'resumed', resume=True).train_iter == 6
-    for kind in ('nets', 'optims', 'state'):
+    for kind in ('nets', 'nets_ema', 'optims', 'state'):   # TINY keeps an EMA of G (ema_beta 0.9)
         a, b = (safe_load(tmp_path/r/'checkpoints'/f'000006_{kind}.ckpt') for r in ('straight', 'resumed'))
         assert_equal(a, b, kind)
+
+def test_v1_ema_of_g(tmp_path):
+    "ema_beta > 0: after every iteration G_ema <- lerp(G, G_ema, beta) (G only); the translator, load_translator and the export use it; 0 = official, no EMA."
+    cfg = TINY.replace(total_iters=3, save_every=1, ema_beta=0.75)
+    learn = _run(tmp_path/'ema', cfg)
+    ck = tmp_path/'ema'/'checkpoints'
+    e2, e3, g3 = safe_load(ck/'000002_nets_ema.ckpt'), safe_load(ck/'000003_nets_ema.ckpt'), safe_load(ck/'000003_nets.ckpt')
+    assert list(e3) == ['generator']
+    for k, v in e3['generator'].items():
+        if k.endswith(('weight', 'bias')): assert torch.equal(v, torch.lerp(g3['generator'][k], e2['generator'][k], 0.75)), k
+    assert not torch.equal(e3['generator']['main.0.weight'], g3['generator']['main.0.weight'])
+    assert learn.make_translator().generator is learn.nets_ema.generator
+    from stargan_v2.translator import load_translator
+    assert torch.equal(load_translator(tmp_path/'ema')[1].generator.main[0].weight, e3['generator']['main.0.weight'])
+    assert torch.equal(load_translator(ck/'000003_nets.ckpt')[1].generator.main[0].weight, e3['generator']['main.0.weight'])
+    m = v1mod.export_v1_trained(tmp_path/'ema', 'x', 'test', dest=tmp_path/'exported', full_scores=False)
+    assert torch.equal(safe_load(m.parent/'nets.ckpt')['generator']['main.0.weight'], e3['generator']['main.0.weight'].half())
+    _run(tmp_path/'plain', cfg.replace(ema_beta=0.))
+    assert not list((tmp_path/'plain'/'checkpoints').glob('*_nets_ema.ckpt'))
+    assert torch.equal(load_translator(tmp_path/'plain')[1].generator.main[0].weight,
+                       safe_load(tmp_path/'plain'/'checkpoints'/'000003_nets.ckpt')['generator']['main.0.weight'])
+    assert V1Config.official().ema_beta == 0 and V1Config.shapes().ema_beta == 0.999 and V1Config.shapes_sa().ema_beta == 0
 
 
 @pytest.mark.reliability
