@@ -55,12 +55,20 @@ def _block(ni:int, nf:int, bn:bool=True, act:str='lrelu', up:bool=False, ks:int=
 
 # %% ../nbs/13_discogan.ipynb #8511b55a
 class DiscoGenerator(nn.Module):
-    "Conv encoder-decoder without skips: [0,1] images in, [0,1] images (Sigmoid) out, same size."
-    def __init__(self, img_size:int=64, dim:int=64, extra_layers:bool=False, bottleneck:int=100):
+    "Conv encoder-decoder without skips: [0,1] images in, [0,1] images (Sigmoid) out, same size; halves down to `min_size` (official 4)."
+    def __init__(self, img_size:int=64, dim:int=64, extra_layers:bool=False, bottleneck:int=100,
+                 min_size:int=4,   # not official if > 4: stop halving at this side (e.g. 8 at 16 px: one stride-2 conv)
+                 mid:int=0):       # not official: stride-1 3x3 BN'd convs at the bottleneck, widths w -> 2w (x mid), then 2w -> w
         super().__init__()
         ws = disco_widths(img_size, dim)
+        if min_size != 4:
+            if min_size not in (8, 16, 32) or min_size >= img_size: raise ValueError(f"DiscoGenerator: min_size must be 4 (official) or a power of two in 8..32 below img_size ({img_size}), not {min_size}")
+            if extra_layers: raise ValueError("DiscoGenerator: extra_layers (the official 4x4 -> 1x1 bottleneck) needs min_size=4")
+            ws = ws[:len(ws) - round(math.log2(min_size // 4))]
         enc = [_block(3, ws[0], bn=False)] + [_block(a, b) for a, b in zip(ws[:-1], ws[1:])]
-        dec = [_block(b, a, act='relu', up=True) for a, b in zip(ws[-2::-1], ws[:0:-1])]
+        enc += [_block(ws[-1] if j == 0 else 2 * ws[-1], 2 * ws[-1], ks=3, stride=1, pad=1) for j in range(mid)]
+        dec = [_block(2 * ws[-1], ws[-1], act='relu', ks=3, stride=1, pad=1)] if mid else []
+        dec += [_block(b, a, act='relu', up=True) for a, b in zip(ws[-2::-1], ws[:0:-1])]
         if extra_layers:   # 4x4 -> 1x1 x bottleneck -> 4x4
             enc.append(_block(ws[-1], bottleneck, ks=4, stride=1, pad=0))
             dec.insert(0, _block(bottleneck, ws[-1], act='relu', up=True, ks=4, stride=1, pad=0))
@@ -89,9 +97,9 @@ class DiscoDiscriminator(nn.Module):
 # %% ../nbs/13_discogan.ipynb #eabc3cc5
 class DiscoPair(nn.Module):
     "The four networks of one pair of domains: G_AB (A->B), G_BA (B->A), D_A (judges A), D_B (judges B)."
-    def __init__(self, img_size:int, dim:int, extra_layers:bool=False, d_min_size:int=4):
+    def __init__(self, img_size:int, dim:int, extra_layers:bool=False, d_min_size:int=4, g_min_size:int=4, g_mid:int=0):
         super().__init__()
-        self.G_AB, self.G_BA = (DiscoGenerator(img_size, dim, extra_layers) for _ in range(2))
+        self.G_AB, self.G_BA = (DiscoGenerator(img_size, dim, extra_layers, min_size=g_min_size, mid=g_mid) for _ in range(2))
         self.D_A, self.D_B = (DiscoDiscriminator(img_size, dim, d_min_size) for _ in range(2))
 
 class DiscoNets(nn.Module):
@@ -99,7 +107,8 @@ class DiscoNets(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.pairs = pair_list(cfg)
-        for a, b in self.pairs: self.add_module(f'pair_{a}_{b}', DiscoPair(cfg.img_size, cfg.dim, cfg.extra_layers, cfg.d_min_size))
+        for a, b in self.pairs: self.add_module(f'pair_{a}_{b}', DiscoPair(cfg.img_size, cfg.dim, cfg.extra_layers, cfg.d_min_size,
+                                                                    cfg.g_min_size, cfg.g_mid))
     def pair(self, a:int, b:int) -> DiscoPair: return getattr(self, f'pair_{a}_{b}')
     def generator(self, src:int, trg:int) -> nn.Module:
         "The G that maps domain `src` to domain `trg`."
@@ -152,6 +161,8 @@ class DiscoConfig:
     dim:int=64                  # width of the first conv; doubles at every stride-2 layer
     extra_layers:bool=False     # the official 100-channel 1x1 bottleneck (angle_pairing.py)
     d_min_size:int=4            # D halves the image down to this side, then a valid conv (official 4; not official: 2, 1)
+    g_min_size:int=4            # G halves the image down to this side (official 4; not official: 8, 16, 32)
+    g_mid:int=0                 # not official (0 = none): stride-1 3x3 BN'd convs at G's bottleneck (widths w -> 2w, then back to w)
     # losses
     arch:str='discogan'         # 'discogan' (both directions), 'recongan' (A->B + recon of A) or 'gan' (A->B only)
     lambda_gan:float=0.1        # weight of the BCE GAN term inside the adversarial part
@@ -200,8 +211,9 @@ def _official(cls, **kw) -> DiscoConfig:
     return cls(name='official').replace(**kw)
 
 def _shapes(cls, **kw) -> DiscoConfig:
-    "CPU preset for Shapes: 16 px, d=32, batch 32, all 3 pairs in one learner; curriculum = first third of the run; D down to 2x2 + the wrong-domain term (not official)."
-    return cls(name='shapes', data='shapes', img_size=16, num_domains=3, dim=32, total_iters=3000, gan_curriculum=1000, d_min_size=2, lambda_mis=1.,
+    "CPU preset for Shapes: 16 px, d=32, batch 32, all 3 pairs in one learner, 4,000 iterations, curriculum 1,000; not official: D down to 2x2, the wrong-domain term, G only down to 8x8 with two mid layers."
+    return cls(name='shapes', data='shapes', img_size=16, num_domains=3, dim=32, total_iters=4000, gan_curriculum=1000, d_min_size=2, lambda_mis=1.,
+               g_min_size=8, g_mid=2,
                batch_size=32, val_batch_size=32, print_every=250, sample_every=500, save_every=1000).replace(**kw)
 
 def _tiny(cls, **kw) -> DiscoConfig:

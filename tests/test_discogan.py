@@ -24,8 +24,23 @@ def test_official_param_counts():
     assert count_params(DiscoGenerator(64, 64)) == 5_513_856
     assert count_params(DiscoGenerator(64, 64, extra_layers=True)) == 7_153_480
     assert count_params(DiscoDiscriminator(64, 64)) == 2_765_568
-    assert count_params(DiscoNets(DiscoConfig.shapes())) == 3 * 2 * (68_800 + 166_272)   # D down to 2x2 (d_min_size=2)
-    assert count_params(DiscoNets(DiscoConfig.shapes(d_min_size=4))) == 3 * 2 * (68_800 + 35_456)
+    assert count_params(DiscoNets(DiscoConfig.shapes())) == 3 * 2 * (77_120 + 166_272)   # G to 8x8 + 2 mid layers, D down to 2x2
+    assert count_params(DiscoNets(DiscoConfig.shapes(d_min_size=4, g_min_size=4, g_mid=0))) == 3 * 2 * (68_800 + 35_456)   # official nets at 16 px
+
+def test_generator_bottleneck_option(tmp_path):
+    "g_min_size / g_mid (not official): G halves only to that side, mid layers keep the size; the run's config rebuilds the same nets on loading."
+    G = DiscoGenerator(32, 8, min_size=8, mid=1)
+    assert G.encoder(torch.rand(2, 3, 32, 32)).shape == (2, 32, 8, 8) and G(torch.rand(2, 3, 32, 32)).shape == (2, 3, 32, 32)
+    assert [type(b[0]).__name__ for b in G.decoder] == ['Conv2d', 'ConvTranspose2d', 'ConvTranspose2d']
+    assert DiscoGenerator(16, 8).encoder(torch.rand(1, 3, 16, 16)).shape[-1] == 4   # the official rule: down to 4x4
+    with pytest.raises(ValueError, match='below img_size'): DiscoGenerator(16, 8, min_size=16)
+    with pytest.raises(ValueError, match='min_size=4'): DiscoGenerator(64, 8, extra_layers=True, min_size=8)
+    cfg = CFG.replace(g_min_size=8, g_mid=2, total_iters=2, save_every=2)
+    learn = _run(tmp_path, cfg)
+    _, tr = load_translator(tmp_path)
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    assert torch.equal(tr(x, 0, 1), learn.make_translator()(x, 0, 1))
+    assert tr.nets.generator(0, 1).encoder[-1][0].kernel_size == (3, 3)
 
 @pytest.mark.reliability
 def test_resume_is_exact(tmp_path):
