@@ -87,7 +87,7 @@ def test_defaults_keep_the_official_layout():
     with pytest.raises(ValueError, match='adv'): a.replace(adv='lsgan')
 
 TINY_SA = V1Config.tiny(adv='hinge', sn=True, sa_g=True, sa_d=True, lambda_gp=0., n_critic=1, lr=1e-3, d_lr=4e-3, beta1=0., beta2=0.9,
-                        total_iters=6, save_every=3, sample_every=3, print_every=3)
+                        total_iters=6, save_every=3, sample_every=3, print_every=3, ema_beta=0.)   # lesson 12a's recipe: no EMA of G
 
 def _run(out, cfg=TINY_SA, **kw): return train_v1(cfg, out, device='cpu', verbose=False, progress=False, **kw)
 
