@@ -448,7 +448,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--preset', default='shapes', choices=V1_PRESETS, help='configuration preset (default: shapes)')
     p.add_argument('--data', dest='root', default=None, help="dataset folder (domain folders under train/ and val/); default: the preset's")
     p.add_argument('--out', default=None, help='output folder (default: runs/stargan_v1_<preset>)')
-    p.add_argument('--iters', type=int, default=None, help="total iterations (default: the preset's; the lr decays over the last half)")
+    p.add_argument('--iters', type=int, default=None, help="total iterations (default: the preset's; if the preset decays the lr, over the last half)")
     p.add_argument('--batch-size', type=int, default=None, help='batch size')
     p.add_argument('--device', default=None, help='cpu, cuda, cuda:1, mps (default: best available)')
     p.add_argument('--seed', type=int, default=None, help='random seed')
