@@ -414,11 +414,8 @@ def _nets_file(path) -> Path:
     "The G to sample from a run folder, a checkpoints folder or one checkpoint file (of the same step): `*_nets_ema.ckpt` if the run keeps an EMA, else `*_nets.ckpt`; `nets.ckpt` of a committed model."
     p = Path(path)
     if (p/'nets.ckpt').is_file(): return p/'nets.ckpt'
-    if p.is_file():
-        if p.name.endswith('_nets_ema.ckpt'): return p
-        ema = p.with_name(p.name.split('_')[0] + '_nets_ema.ckpt')
-        return ema if ema.is_file() else p.with_name(p.name.split('_')[0] + '_nets.ckpt')
-    nets = latest_checkpoint(p, 'nets')
+    if p.name.endswith('_nets_ema.ckpt'): return p
+    nets = p.with_name(p.name.split('_')[0] + '_nets.ckpt') if p.is_file() else latest_checkpoint(p, 'nets')
     ema = nets.with_name(nets.name.replace('_nets.ckpt', '_nets_ema.ckpt'))
     return ema if ema.is_file() else nets
 
