@@ -1,0 +1,44 @@
+"The probe scripts of issues #13 and #19 (benchmarks/v1_probes.py, benchmarks/pattern_probes.py): what they measure works."
+import importlib.util, math
+from pathlib import Path
+import torch
+import stargan_v2.v1 as V
+from stargan_v2.v1 import V1Config, train_v1
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1]/'benchmarks'/f'{name}.py')
+    m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); return m
+
+def _stripes(angle_deg:float, phase:float, period:float=4.5, n:int=32) -> torch.Tensor:
+    "(1,3,n,n) grey stripes in [-1,1]: the kind of pattern a 32-px Shapes fill carries."
+    c = torch.arange(n) + 0.5
+    y, x = torch.meshgrid(c, c, indexing='ij')
+    a = math.radians(angle_deg)
+    u = (x * math.cos(a) + y * math.sin(a)) / period + phase
+    return ((u % 1) < 0.5).float().mul(0.6).sub(0.3).expand(3, n, n)[None]
+
+def test_texture_map_ignores_phase_but_not_pattern():
+    P = _load('pattern_probes')
+    t = lambda im: P.texture_map(im)[..., 1:-1, 1:-1]   # interior cells (the border is padded)
+    a, b = t(_stripes(0, 0.)), t(_stripes(0, 0.25))      # the same stripes, a quarter period apart
+    assert (a - b).abs().mean() < 0.1 * a.abs().mean()   # ... give (almost) the same texture
+    assert P.texture_loss(_stripes(0, 0.), _stripes(0, 0.25)) < 0.1 * P.texture_loss(_stripes(0, 0.), torch.zeros(1, 3, 32, 32))
+    assert t(torch.zeros(1, 3, 32, 32)).abs().max() < 1e-2   # a flat fill has no texture
+    h, v = t(_stripes(0, 0.)).mean((0, 2, 3)), t(_stripes(90, 0.)).mean((0, 2, 3))
+    assert h.argmax() != v.argmax() and (h - v).abs().max() > 0.05   # orientation is kept
+
+def test_v1_probes_fooled_and_fake_class(tmp_path, monkeypatch, capsys):
+    P = _load('v1_probes')
+    cfg = V1Config.shapes(total_iters=4, save_every=4, sample_every=4, print_every=2)
+    train_v1(cfg, tmp_path/'plain', device='cpu', verbose=False, progress=False)
+    P.main(['fooled', str(tmp_path/'plain')])
+    out = capsys.readouterr().out
+    assert 'iteration 4' in out and '== EMA G' in out and '== raw G' in out
+    assert sum(l.startswith(('circle->', 'square->', 'triangle->')) for l in out.splitlines()) == 12   # 6 tasks × 2 G's
+    for name in ('build_v1', 'v1_d_loss', 'v1_g_loss'): monkeypatch.setattr(V, name, getattr(V, name))   # restored after the test
+    P.main(['fake-class', '--lambda-id', '1', '--set', 'total_iters=4', 'save_every=4', 'sample_every=4', 'print_every=2',
+            '--out', str(tmp_path/'fake')])
+    log = (tmp_path/'fake'/'log.txt').read_text()
+    assert 'D/loss_fk' in log and 'G/loss_id' in log
+    sd = torch.load(tmp_path/'fake'/'checkpoints'/'000004_nets.ckpt', weights_only=True)
+    assert sd['discriminator']['conv2.weight'].shape[0] == cfg.num_domains + 1   # the "fake" class
