@@ -10,14 +10,15 @@ and prints, per task, for the EMA G and the raw G: the ruler's target-domain acc
 that D's classification head puts in the target domain, that share among the translations the ruler rejects, what
 the ruler reads those as, and D's accuracy on the real sources.
 
-`fake-class` trains the `shapes` preset (as `benchmarks/train_v1.py`, then prints every Shapes score) with one change,
-not in StarGAN v1: D's classification head gets a (K+1)-th "fake" class and learns to put G's fakes in it, weight
-`--lambda-fake` (the K+1 classifier of semi-supervised GANs, Salimans et al. 2016). G's classification term is then a
-softmax over K+1 logits, so a fake must look like a *real* member of its target domain, not merely land on the right
-side of a boundary drawn between real images only. `--g-k-only`: G's term reads only the K domain logits;
+`fake-class` trains the `shapes` preset (as `benchmarks/train_v1.py`, then prints every Shapes score) with D's
+"fake" class at weight `--lambda-fake` (`V1Config.lambda_fake`, not in StarGAN v1; the preset has 1 since 3 Dec, 0 is
+v1's classifier): D's classification head gets a (K+1)-th class and learns to put G's fakes in it (the K+1 classifier
+of semi-supervised GANs, Salimans et al. 2016). G's classification term is then a softmax over K+1 logits, so a fake must
+look like a *real* member of its target domain, not merely land on the right side of a boundary drawn between real
+images only. Add `--set lambda_rec=1` for the earlier preset's reconstruction weight. `--g-k-only`: G's term reads only the K domain logits;
 `--lambda-id W`: G also pays W·|G(x, c_org) − x|₁ (CycleGAN's identity term, for the colour).
 
-`domain-critic` trains the preset with D's critic map split into one map per domain (StarGAN v2's multi-branch D, not
+`domain-critic` trains the earlier preset (`lambda_rec=1 lambda_fake=0`, before 3 Dec) with D's critic map split into one map per domain (StarGAN v2's multi-branch D, not
 in v1): real images are judged on their own domain's map, fakes on the target's, the gradient penalty on the map of
 whichever end of the interpolation is nearer.
 """
@@ -58,39 +59,25 @@ def fooled(a):
                       f"{rej:24s}  {(d_real == si).mean():.2f}")
 
 def fake_class(a):
+    "The preset with `lambda_fake` (the library's fake class, lesson 12) at `--lambda-fake`, plus the probe-only variants."
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import stargan_v2.v1 as V, train_v1
-    _build = V.build_v1
-    def build_v1(cfg, with_d=True):   # D's classification head with K+1 outputs (the last one: "fake")
-        n = _build(cfg, with_d)
-        if with_d: n.discriminator = V.Discriminator(cfg.img_size, cfg.d_conv_dim, cfg.num_domains + 1, cfg.d_repeat_num, sa=cfg.sa_d, sn=cfg.sn)
-        return n
-    def v1_d_loss(nets, cfg, x_real, y_org, c_trg):   # `stargan_v2.v1.v1_d_loss` (WGAN-GP) + λ_fake·CE(D_cls(fake), K)
-        G, D = nets.generator, nets.discriminator
-        out_src, out_cls = D(x_real)
-        loss_real, loss_cls = -out_src.mean(), V.classification_loss(out_cls, y_org)
-        with torch.no_grad(): x_fake = G(x_real, c_trg)
-        fake_src, fake_cls = D(x_fake)
-        loss_fake, loss_fk = fake_src.mean(), V.classification_loss(fake_cls, torch.full_like(y_org, cfg.num_domains))
-        alpha = torch.rand(len(x_real), 1, 1, 1, device=x_real.device)
-        x_hat = (alpha * x_real + (1 - alpha) * x_fake).requires_grad_(True)
-        loss_gp = V.gradient_penalty(D(x_hat)[0], x_hat)
-        loss = loss_real + loss_fake + cfg.lambda_cls * loss_cls + a.lambda_fake * loss_fk + cfg.lambda_gp * loss_gp
-        return loss, {'loss_real': loss_real.item(), 'loss_fake': loss_fake.item(), 'loss_cls': loss_cls.item(), 'loss_fk': loss_fk.item(), 'loss_gp': loss_gp.item()}
-    def v1_g_loss(nets, cfg, x_real, y_org, c_org, y_trg, c_trg):   # `stargan_v2.v1.v1_g_loss`, optionally over the K domain logits only
-        G, D = nets.generator, nets.discriminator
-        x_fake = G(x_real, c_trg)
-        out_src, out_cls = D(x_fake)
-        loss_fake = -out_src.mean()
-        loss_cls = V.classification_loss(out_cls[:, :cfg.num_domains] if a.g_k_only else out_cls, y_trg)
-        loss_rec = (x_real - G(x_fake, c_org)).abs().mean()
-        loss, parts = loss_fake + cfg.lambda_rec * loss_rec + cfg.lambda_cls * loss_cls, {'loss_fake': loss_fake.item(), 'loss_rec': loss_rec.item(), 'loss_cls': loss_cls.item()}
+    _g_loss = V.v1_g_loss
+    def v1_g_loss(nets, cfg, x_real, y_org, c_org, y_trg, c_trg):   # `stargan_v2.v1.v1_g_loss`, with the probe's variants
+        if not a.g_k_only: loss, parts = _g_loss(nets, cfg, x_real, y_org, c_org, y_trg, c_trg)
+        else:   # G's classification term over the K domain logits only (the fake logit left out)
+            G, D = nets.generator, nets.discriminator
+            x_fake = G(x_real, c_trg)
+            out_src, out_cls = D(x_fake)
+            loss_fake, loss_cls = -out_src.mean(), V.classification_loss(out_cls[:, :cfg.num_domains], y_trg)
+            loss_rec = (x_real - G(x_fake, c_org)).abs().mean()
+            loss, parts = loss_fake + cfg.lambda_rec * loss_rec + cfg.lambda_cls * loss_cls, {'loss_fake': loss_fake.item(), 'loss_rec': loss_rec.item(), 'loss_cls': loss_cls.item()}
         if a.lambda_id:
-            loss_id = (G(x_real, c_org) - x_real).abs().mean()
+            loss_id = (nets.generator(x_real, c_org) - x_real).abs().mean()
             loss, parts['loss_id'] = loss + a.lambda_id * loss_id, loss_id.item()
         return loss, parts
-    V.build_v1, V.v1_d_loss, V.v1_g_loss = build_v1, v1_d_loss, v1_g_loss   # what the v1 trainer calls
-    train_v1.main(['--threads', '1'] + (['--set'] + a.set if a.set else []) + (['--out', a.out] if a.out else []))
+    V.v1_g_loss = v1_g_loss   # what the v1 trainer calls
+    train_v1.main(['--threads', '1', '--set', f'lambda_fake={a.lambda_fake}'] + a.set + (['--out', a.out] if a.out else []))
 
 def domain_critic(a):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -121,14 +108,14 @@ def domain_critic(a):
         loss_rec = (x_real - G(x_fake, c_org)).abs().mean()
         return loss_fake + cfg.lambda_rec * loss_rec + cfg.lambda_cls * loss_cls, {'loss_fake': loss_fake.item(), 'loss_rec': loss_rec.item(), 'loss_cls': loss_cls.item()}
     V.build_v1, V.v1_d_loss, V.v1_g_loss = build_v1, v1_d_loss, v1_g_loss
-    train_v1.main(['--threads', '1'] + (['--set'] + a.set if a.set else []) + (['--out', a.out] if a.out else []))
+    train_v1.main(['--threads', '1', '--set', 'lambda_rec=1', 'lambda_fake=0'] + a.set + (['--out', a.out] if a.out else []))
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('probe', choices=['fooled', 'fake-class', 'domain-critic'])
     p.add_argument('run', nargs='?', help='fooled: a v1 run folder (config.json, checkpoints/)')
     p.add_argument('--iter', type=int, default=0, help='fooled: checkpoint iteration (default: the last)')
-    p.add_argument('--lambda-fake', type=float, default=1., help='fake-class: weight of D learning the fake class')
+    p.add_argument('--lambda-fake', type=float, default=1., help='fake-class: weight of D learning the fake class (0: v1)')
     p.add_argument('--g-k-only', action='store_true', help="fake-class: G's term over the K domain logits only")
     p.add_argument('--lambda-id', type=float, default=0., help="fake-class: weight of an identity term |G(x, c_org) - x|")
     p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='fake-class, domain-critic: override preset fields')

@@ -108,7 +108,7 @@ CONFIG_RULES = {  # field -> (check, valid range in words)
     'dim_in': (lambda v: v is None or _int_in(1)(v), 'None or an integer ≥ 1'), 'max_conv_dim': (_int_in(1), 'an integer ≥ 1'),
     'hidden_dim': (_int_in(1), 'an integer ≥ 1'), 'w_hpf': (_num_in(0), 'a number ≥ 0'), 'g_bottleneck': (_pow2(2), 'a power of two ≥ 2'),
     **{k: (_num_in(0), 'a number ≥ 0') for k in ('lambda_reg', 'lambda_sty', 'lambda_ds', 'lambda_cyc', 'lambda_mis', 'lambda_cls',
-                                                 'lambda_rec', 'lambda_gp', 'weight_decay')},
+                                                 'lambda_rec', 'lambda_gp', 'lambda_fake', 'weight_decay')},
     'ds_iter': (_int_in(0), 'an integer ≥ 0'), 'r1_every': (_int_in(1), 'an integer ≥ 1'), 'total_iters': (_int_in(1), 'an integer ≥ 1'),
     'batch_size': (_int_in(1), 'an integer ≥ 1'), 'val_batch_size': (_int_in(1), 'an integer ≥ 1'),
     'lr': (_num_in(0, lo_open=True), 'a finite number > 0'), 'f_lr': (_num_in(0), 'a finite number ≥ 0'),

@@ -102,8 +102,8 @@ def _from_v1(v1:V1Config, **kw) -> MaskConfig:
     return MaskConfig(**{k: getattr(v1, k) for k in _FROM_V1}, batch_size=max(v1.batch_size // 2, 1), **kw)
 
 def _mask_shapes(cls, **kw) -> MaskConfig:
-    "Lesson 12's `V1Config.shapes()` networks and losses, half its batch per dataset (read at call time); its own schedule (6,000 iterations, linear decay over the last half)."
-    return _from_v1(V1Config.shapes(), name='shapes').replace(total_iters=6000, decay_iters=3000, decay='linear').replace(**kw)
+    "Lesson 12's `V1Config.shapes()` networks and losses (read at call time; λ_rec 1 and no fake class, the recipe this lesson measured), half its batch per dataset; its own schedule (6,000 iterations, linear decay over the last half)."
+    return _from_v1(V1Config.shapes(), name='shapes').replace(total_iters=6000, decay_iters=3000, decay='linear', lambda_rec=1.).replace(**kw)
 
 def _mask_tiny(cls, **kw) -> MaskConfig:
     "Smoke-test size for CI: `V1Config.tiny()`'s networks, a handful of iterations."

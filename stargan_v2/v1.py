@@ -6,10 +6,10 @@ Docs: https://stargan-v2-course.github.io/stargan_v2/stargan_v1.html.md"""
 
 # %% auto #0
 __all__ = ['V1_PRESETS', 'HAIR_ATTRS', 'V1Config', 'tile_label', 'ResidualBlock', 'Generator', 'Discriminator', 'V1Nets',
-           'build_v1', 'gradient_penalty', 'classification_loss', 'v1_d_loss', 'v1_g_loss', 'celeba_targets', 'v1_lr',
-           'make_v1_optims', 'set_v1_lr', 'v1_iteration', 'V1Trainer', 'V1Translator', 'v1_learner', 'train_v1',
-           'load_translator', 'v1_config_from_args', 'cli_train', 'trained_v1_shapes', 'export_v1_trained',
-           'make_trained_v1', 'official_v1_state_dict', 'load_official_v1']
+           'd_classes', 'build_v1', 'gradient_penalty', 'classification_loss', 'v1_d_loss', 'v1_g_loss',
+           'celeba_targets', 'v1_lr', 'make_v1_optims', 'set_v1_lr', 'v1_iteration', 'V1Trainer', 'V1Translator',
+           'v1_learner', 'train_v1', 'load_translator', 'v1_config_from_args', 'cli_train', 'trained_v1_shapes',
+           'export_v1_trained', 'make_trained_v1', 'official_v1_state_dict', 'load_official_v1']
 
 # %% ../nbs/12_stargan_v1.ipynb #f46fedc0
 import argparse, copy, dataclasses, json, math, re, shutil, sys, time
@@ -55,6 +55,7 @@ class V1Config:
     lambda_cls:float=1.         # domain classification weight
     lambda_rec:float=10.        # L1 reconstruction weight
     lambda_gp:float=10.         # WGAN-GP weight (0: no penalty is computed)
+    lambda_fake:float=0.        # not in v1 (0 = off): D's classifier gets a (K+1)-th "fake" class, learnt on G's fakes with this weight
     # optimisation
     n_critic:int=5              # one G update every n_critic D updates
     total_iters:int=200_000     # D iterations (num_iters)
@@ -93,29 +94,30 @@ def _v1_official(cls, **kw) -> V1Config:
     return cls(name='official').replace(**kw)
 
 def _v1_shapes(cls, **kw) -> V1Config:
-    "CPU preset for Shapes (16 px, 3 domains): the official topology scaled down, with calibrated departures (see the tables): no decay, EMA of G."
+    "CPU preset for Shapes (16 px, 3 domains): the official topology scaled down, with calibrated departures (see the tables): a fake class in D's classifier, no decay, EMA of G."
     return cls(name='shapes', data='shapes', img_size=16, num_domains=3, g_conv_dim=16, d_conv_dim=64, g_repeat_num=6, g_down_num=0,
-               d_repeat_num=3, lambda_rec=1., n_critic=2, total_iters=6000, decay_iters=3000, lr_update_step=30, decay='none', ema_beta=0.999,
+               d_repeat_num=3, lambda_rec=7., lambda_fake=1., n_critic=2, total_iters=6000, decay_iters=3000, lr_update_step=30, decay='none', ema_beta=0.999,
                lr=1e-3, d_lr=1e-3, batch_size=16,
                val_batch_size=32, seed=777, print_every=250, sample_every=1000, save_every=1000, num_workers=0).replace(**kw)
 
 def _v1_tiny(cls, **kw) -> V1Config:
     "Smoke-test size for CI: 16 px, very narrow nets, a handful of iterations."
     return cls(name='tiny', data='shapes', img_size=16, num_domains=3, g_conv_dim=4, d_conv_dim=8, g_repeat_num=1,
-               d_repeat_num=3, n_critic=2, total_iters=10, decay_iters=6, lr_update_step=2, batch_size=4, val_batch_size=4, ema_beta=0.9,
+               d_repeat_num=3, n_critic=2, total_iters=10, decay_iters=6, lr_update_step=2, batch_size=4, val_batch_size=4, ema_beta=0.9, lambda_fake=1.,
                seed=0, print_every=1, sample_every=5, save_every=5, num_workers=0).replace(**kw)
 
 def _v1_shapes_sa(cls, **kw) -> V1Config:
-    "Lesson 12a: the `shapes` networks with SAGAN's recipe: SA in G and D, hinge, SN on D, no GP, TTUR (D lr 4× G lr), Adam(0, 0.9), 1:1; linear decay, no EMA."
+    "Lesson 12a: the `shapes` networks with SAGAN's recipe: SA in G and D, hinge, SN on D, no GP, TTUR (D lr 4× G lr), Adam(0, 0.9), 1:1; λ_rec 1, linear decay, no EMA, no fake class."
     b = cls.shapes()
     return b.replace(name='shapes_sa', adv='hinge', sn=True, sa_g=True, sa_d=True, lambda_gp=0., n_critic=1, lr=b.lr / 2, d_lr=b.d_lr * 2,
-                     beta1=0., beta2=0.9, total_iters=4000, decay_iters=2000, lr_update_step=20, decay='linear', ema_beta=0.).replace(**kw)
+                     beta1=0., beta2=0.9, total_iters=4000, decay_iters=2000, lr_update_step=20, decay='linear', ema_beta=0., lambda_rec=1.,
+                     lambda_fake=0.).replace(**kw)
 
 def _v1_tiny_sa(cls, **kw) -> V1Config:
-    "`tiny` with lesson 12a's recipe (SA, hinge, SN, TTUR, 1:1, no EMA): the CI size of `shapes_sa` (lesson 14 trains it)."
+    "`tiny` with lesson 12a's recipe (SA, hinge, SN, TTUR, 1:1, no EMA, no fake class): the CI size of `shapes_sa` (lesson 14 trains it)."
     b = cls.tiny()
     return b.replace(name='tiny_sa', adv='hinge', sn=True, sa_g=True, sa_d=True, lambda_gp=0., n_critic=1, lr=b.lr / 2, d_lr=b.d_lr * 2,
-                     beta1=0., beta2=0.9, ema_beta=0.).replace(**kw)
+                     beta1=0., beta2=0.9, ema_beta=0., lambda_fake=0.).replace(**kw)
 
 V1Config.official, V1Config.shapes, V1Config.shapes_sa, V1Config.tiny, V1Config.tiny_sa = (
     classmethod(f) for f in (_v1_official, _v1_shapes, _v1_shapes_sa, _v1_tiny, _v1_tiny_sa))
@@ -199,10 +201,14 @@ class V1Nets(nn.Module):
 def _generator(cfg:V1Config) -> Generator:
     return Generator(cfg.g_conv_dim, cfg.num_domains, cfg.g_repeat_num, down=cfg.g_down_num, sa=cfg.sa_g)
 
+def d_classes(cfg) -> int:
+    "Outputs of D's classification head: one per domain, plus a \"fake\" class when `cfg.lambda_fake > 0` (not in v1)."
+    return cfg.num_domains + (1 if getattr(cfg, 'lambda_fake', 0.) > 0 else 0)
+
 def build_v1(cfg:V1Config, with_d:bool=True) -> V1Nets:
     "G and D as `cfg` describes them (PyTorch default init, as the official code)."
     G = _generator(cfg)
-    D = Discriminator(cfg.img_size, cfg.d_conv_dim, cfg.num_domains, cfg.d_repeat_num, sa=cfg.sa_d, sn=cfg.sn) if with_d else None
+    D = Discriminator(cfg.img_size, cfg.d_conv_dim, d_classes(cfg), cfg.d_repeat_num, sa=cfg.sa_d, sn=cfg.sn) if with_d else None
     return V1Nets(G, D)
 
 # %% ../nbs/12_stargan_v1.ipynb #be1a53f8
@@ -226,12 +232,15 @@ def v1_d_loss(nets, cfg:V1Config,
               y_org:Tensor,  # (B,) source labels (class indices)
               c_trg:Tensor,  # (B,c_dim) target label vectors
              ) -> tuple:     # (loss, {name: float})
-    "D's objective: −D(x) + D(G(x,c)) (or the hinge terms, lesson 12a) + λ_cls·CE(D_cls(x), c') + λ_gp·GP."
+    "D's objective: −D(x) + D(G(x,c)) (or the hinge terms, lesson 12a) + λ_cls·CE(D_cls(x), c') + λ_gp·GP (+ λ_fake·CE(D_cls(G(x,c)), fake))."
+    lambda_fake = getattr(cfg, 'lambda_fake', 0.)
+    if lambda_fake > 0 and y_org.dtype != torch.long:
+        raise ValueError("lambda_fake > 0 needs one domain per image (folders), not multi-label attributes; set lambda_fake=0")
     G, D = nets.generator, nets.discriminator
     out_src, out_cls = D(x_real)
     loss_real, loss_cls = -out_src.mean(), classification_loss(out_cls, y_org)
     with torch.no_grad(): x_fake = G(x_real, c_trg)
-    fake_src = D(x_fake)[0]
+    fake_src, fake_cls = D(x_fake)
     if cfg.adv == 'hinge': loss_real, loss_fake = d_hinge_loss(out_src, fake_src)
     else: loss_fake = fake_src.mean()
     if cfg.lambda_gp > 0:
@@ -240,7 +249,11 @@ def v1_d_loss(nets, cfg:V1Config,
         loss_gp = gradient_penalty(D(x_hat)[0], x_hat)
     else: loss_gp = out_src.new_zeros(())
     loss = loss_real + loss_fake + cfg.lambda_cls * loss_cls + cfg.lambda_gp * loss_gp
-    return loss, {'loss_real': loss_real.item(), 'loss_fake': loss_fake.item(), 'loss_cls': loss_cls.item(), 'loss_gp': loss_gp.item()}
+    parts = {'loss_real': loss_real.item(), 'loss_fake': loss_fake.item(), 'loss_cls': loss_cls.item(), 'loss_gp': loss_gp.item()}
+    if lambda_fake > 0:   # not in v1: the fakes are a class of their own (the last logit)
+        loss_fk = classification_loss(fake_cls, torch.full_like(y_org, fake_cls.size(1) - 1))
+        loss, parts['loss_fk'] = loss + lambda_fake * loss_fk, loss_fk.item()
+    return loss, parts
 
 # %% ../nbs/12_stargan_v1.ipynb #90694b92
 def v1_g_loss(nets, cfg:V1Config, x_real:Tensor, y_org:Tensor, c_org:Tensor, y_trg:Tensor, c_trg:Tensor) -> tuple:

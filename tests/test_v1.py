@@ -210,3 +210,16 @@ def test_set_none_keeps_text_settings():
     assert _coerce(V1Config.shapes(), 'decay=none') == ('decay', 'none')
     assert V1Config.shapes().replace(**dict([_coerce(V1Config.shapes(), 'decay=none')])).decay == 'none'
     assert _coerce(Config.shapes(), 'ds_iter=None')[1] is None
+
+def test_fake_class_option():
+    "lambda_fake > 0 (not in v1): D's head has K+1 outputs and its loss adds λ_fake·CE(D_cls(G(x,c)), K); multi-label refused."
+    from stargan_v2.v1 import v1_d_loss
+    cfg = V1Config.tiny(lambda_fake=0.5); nets = build_v1(cfg)
+    assert nets.discriminator.conv2.out_channels == 4 and build_v1(cfg.replace(lambda_fake=0.)).discriminator.conv2.out_channels == 3
+    assert V1Config.official().lambda_fake == 0 and V1Config.shapes_sa().lambda_fake == 0 and V1Config.shapes().lambda_fake > 0
+    x = torch.rand(4, 3, 16, 16) * 2 - 1; y = torch.tensor([0, 1, 2, 0]); c = F.one_hot(torch.tensor([1, 2, 0, 2]), 3).float()
+    torch.manual_seed(0); l1, p1 = v1_d_loss(nets, cfg, x, y, c)
+    torch.manual_seed(0); l0, p0 = v1_d_loss(nets, cfg.replace(lambda_fake=0.), x, y, c)
+    with torch.no_grad(): fk = F.cross_entropy(nets.discriminator(nets.generator(x, c))[1], torch.full((4,), 3))
+    assert abs(p1['loss_fk'] - fk.item()) < 1e-5 and abs(l1.item() - (l0.item() + 0.5 * fk.item())) < 1e-5 and 'loss_fk' not in p0
+    with pytest.raises(ValueError, match='lambda_fake'): v1_d_loss(nets, cfg, x, torch.ones(4, 3), c)
