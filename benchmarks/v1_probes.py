@@ -22,7 +22,7 @@ images only. Add `--set lambda_rec=1` for the earlier preset's reconstruction we
 in v1): real images are judged on their own domain's map, fakes on the target's, the gradient penalty on the map of
 whichever end of the interpolation is nearer.
 """
-import argparse, json, os, sys
+import argparse, json, os, sys, types
 import numpy as np, torch, torch.nn.functional as F
 
 def fooled(a):
@@ -64,14 +64,10 @@ def fake_class(a):
     import stargan_v2.v1 as V, train_v1
     _g_loss = V.v1_g_loss
     def v1_g_loss(nets, cfg, x_real, y_org, c_org, y_trg, c_trg):   # `stargan_v2.v1.v1_g_loss`, with the probe's variants
-        if not a.g_k_only: loss, parts = _g_loss(nets, cfg, x_real, y_org, c_org, y_trg, c_trg)
-        else:   # G's classification term over the K domain logits only (the fake logit left out)
-            G, D = nets.generator, nets.discriminator
-            x_fake = G(x_real, c_trg)
-            out_src, out_cls = D(x_fake)
-            loss_fake, loss_cls = -out_src.mean(), V.classification_loss(out_cls[:, :cfg.num_domains], y_trg)
-            loss_rec = (x_real - G(x_fake, c_org)).abs().mean()
-            loss, parts = loss_fake + cfg.lambda_rec * loss_rec + cfg.lambda_cls * loss_cls, {'loss_fake': loss_fake.item(), 'loss_rec': loss_rec.item(), 'loss_cls': loss_cls.item()}
+        if a.g_k_only:   # G's classification term over the K domain logits only: v1_g_loss sees D without the fake logit
+            D = nets.discriminator
+            nets = types.SimpleNamespace(generator=nets.generator, discriminator=lambda x: (lambda src, cls: (src, cls[:, :cfg.num_domains]))(*D(x)))
+        loss, parts = _g_loss(nets, cfg, x_real, y_org, c_org, y_trg, c_trg)
         if a.lambda_id:
             loss_id = (nets.generator(x_real, c_org) - x_real).abs().mean()
             loss, parts['loss_id'] = loss + a.lambda_id * loss_id, loss_id.item()
