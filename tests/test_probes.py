@@ -1,4 +1,4 @@
-"The probe scripts of issues #13 and #19 (benchmarks/v1_probes.py, benchmarks/pattern_probes.py): what they measure works."
+"The probe scripts of issues #13, #14 and #19 (benchmarks/v1_probes.py, disco_probes.py, pattern_probes.py): what they measure works."
 import importlib.util, math
 from pathlib import Path
 import torch
@@ -42,3 +42,22 @@ def test_v1_probes_fooled_and_fake_class(tmp_path, monkeypatch, capsys):
     assert 'D/loss_fk' in log and 'G/loss_id' in log
     sd = torch.load(tmp_path/'fake'/'checkpoints'/'000004_nets.ckpt', weights_only=True)
     assert sd['discriminator']['conv2.weight'].shape[0] == cfg.num_domains + 1   # the "fake" class
+
+def test_disco_probes_arch_and_round_trip(tmp_path, capsys):
+    "benchmarks/disco_probes.py (issue #14): the full-resolution G and the lr decay are what train, and the round trip runs on that run."
+    import stargan_v2.discogan as dg
+    P = _load('disco_probes')
+    P.main(['arch', '--g', 'full', '--g-width', '8', '--g-layers', '2', '--decay-start', '4', '--n', '4', '--out', str(tmp_path/'full'),
+            '--set', 'total_iters=8', 'save_every=8', 'sample_every=8', 'print_every=4', 'batch_size=4', 'val_batch_size=4'])
+    assert dg.DiscoNets is not None and dg.disco_iteration.__name__ == 'disco_iteration'   # the patches are undone
+    sd = torch.load(tmp_path/'full'/'checkpoints'/'000008_nets.ckpt', weights_only=True)
+    g = sd['pair_0_1']
+    assert g['G_AB.encoder.0.0.weight'].shape == (8, 3, 3, 3) and g['G_AB.decoder.0.0.weight'].shape == (3, 8, 3, 3)   # no stride-2 layer anywhere
+    assert not any('ConvTranspose' in type(m).__name__ for m in P.FullResGenerator(8, 2).modules())
+    opt = torch.load(tmp_path/'full'/'checkpoints'/'000008_optims.ckpt', weights_only=True)
+    lr = dg.DiscoConfig.shapes().lr
+    for k in ('generator', 'discriminator'):   # the last iteration (7) ran at lr * (1 - 3/4)
+        assert math.isclose(opt[k]['param_groups'][0]['lr'], 0.25 * lr, rel_tol=1e-6)
+    P.main(['round-trip', str(tmp_path/'full'), '--g', 'full', '--g-width', '8', '--g-layers', '2', '--n', '4'])
+    out = capsys.readouterr().out
+    assert 'iteration": 8' in out and sum(l.startswith(('circle->', 'square->', 'triangle->')) for l in out.splitlines()) == 4

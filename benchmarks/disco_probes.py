@@ -1,0 +1,145 @@
+"""Issue #14 probes: why DiscoGAN's Shapes preset stops near 0.85 target-domain accuracy, and what moves it.
+
+Usage:
+  python benchmarks/disco_probes.py round-trip [RUN [ARCH FLAGS]] [--n 100]
+  python benchmarks/disco_probes.py arch [--g preset|full] [--g-width 32] [--g-layers 3] [--g-up] [--d-full]
+                                         [--decay-start N] [--set KEY=VALUE ...] [--out DIR] [--n 100]
+
+`round-trip` asks whether the reconstruction loss is what keeps G from drawing squares: a circle has no orientation, so
+on the way square -> circle -> square G_square->circle would have to hide each square's angle in the circle it draws
+(cycle-consistent models' "steganography"). For the committed model (or RUN) and each task into a shape with an
+orientation, it prints how often the ruler (`measure_shapes`) reads the target shape in translations of real sources,
+and in the round trip of real targets (B -> A -> B, which carries whatever G_B->A hid), with the round trip's mean L1.
+
+`arch` trains `DiscoConfig.shapes()` (all three pairs, one thread, as `benchmarks/train_discogan.py`) with architecture
+changes that are not config fields, all not official:
+  --g full       G without any down- or upsampling, like StarGAN v1's Shapes G: a 3x3 conv to `--g-width` channels
+                 (LReLU), `--g-layers` 3x3 BN+ReLU convs at full resolution, a 3x3 conv to RGB and a Sigmoid;
+  --g-up         (preset G) the last 4x4 transposed conv replaced by nearest x2 and two 3x3 convs (16 channels, BN);
+  --d-full       each D gets a stride-1 3x3 conv (16 channels) at full resolution before its first stride-2 conv;
+  --decay-start  the lr of G and D falls linearly from `lr` at that iteration to 0 at `total_iters` (DiscoGAN keeps it
+                 constant), by a wrapper around `disco_iteration`.
+It prints the CPU time of training, the mean target-domain accuracy and position error at every checkpoint (50
+sources per domain; `--set save_every=N` picks the checkpoints), and every Shapes score of the last one (`--n` sources).
+"""
+import argparse, contextlib, json, os, tempfile, time
+from pathlib import Path
+import torch
+from torch import nn
+
+class FullResGenerator(nn.Module):
+    "A DiscoGAN-style G (BN, ReLU, Sigmoid, no biases) that never leaves full resolution; [0,1] images in and out."
+    def __init__(self, width:int=32, layers:int=3):
+        super().__init__()
+        from stargan_v2.discogan import _block
+        self.encoder = nn.Sequential(_block(3, width, bn=False, ks=3, stride=1, pad=1),
+                                     *[_block(width, width, act='relu', ks=3, stride=1, pad=1) for _ in range(layers)])
+        self.decoder = nn.Sequential(_block(width, 3, bn=False, act='sigmoid', ks=3, stride=1, pad=1))
+    def forward(self, x): return self.decoder(self.encoder(x))
+
+def _up_output(G:nn.Module):
+    "Replace G's last 4x4 transposed conv (+ Sigmoid) with nearest x2 and two 3x3 convs."
+    ni = G.decoder[-1][0].in_channels
+    G.decoder[-1] = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(ni, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16),
+                                  nn.ReLU(), nn.Conv2d(16, 3, 3, 1, 1, bias=False), nn.Sigmoid())
+
+def _full_res_d(D:nn.Module):
+    "Put a stride-1 3x3 conv (16 channels, LReLU) in front of D's first stride-2 conv."
+    c = D.blocks[0][0]
+    D.blocks[0] = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.LeakyReLU(0.2),
+                                nn.Conv2d(16, c.out_channels, 4, 2, 1, bias=False), nn.LeakyReLU(0.2))
+
+@contextlib.contextmanager
+def probe_nets(a):
+    "Inside the block, `stargan_v2.discogan` builds (for training and loading) the nets `a` asks for."
+    import stargan_v2.discogan as dg
+    orig = dg.DiscoNets
+    def nets(cfg):
+        n = orig(cfg)
+        for pa, pb in n.pairs:
+            p = n.pair(pa, pb)
+            for g in ('G_AB', 'G_BA'):
+                if a.g == 'full': setattr(p, g, FullResGenerator(a.g_width, a.g_layers))
+                elif a.g_up: _up_output(getattr(p, g))
+            if a.d_full: _full_res_d(p.D_A); _full_res_d(p.D_B)
+        return n
+    dg.DiscoNets = nets
+    try: yield
+    finally: dg.DiscoNets = orig
+
+@contextlib.contextmanager
+def lr_decay(start:int|None):
+    "Inside the block, every DiscoGAN iteration sets the lr of both Adams to lr * (1 - (it - start) / (total - start)) past `start`."
+    import stargan_v2.discogan as dg
+    orig = dg.disco_iteration
+    def it_with_decay(nets, optims, cfg, xs, it, on_loss=None):
+        f = 1. if it < start else max(0., 1 - (it - start) / max(cfg.total_iters - start, 1))
+        for o in optims.values():
+            for g in o.param_groups: g['lr'] = cfg.lr * f
+        return orig(nets, optims, cfg, xs, it, on_loss)
+    if start is not None: dg.disco_iteration = it_with_decay
+    try: yield
+    finally: dg.disco_iteration = orig
+
+def round_trip(a):
+    from stargan_v2.discogan import load_translator, disco_trained_dir
+    from stargan_v2.evaluate import load_split
+    from stargan_v2.shapes import measure_shapes, shapes_path
+    with probe_nets(a): cfg, tr = load_translator(a.run or disco_trained_dir(), device='cpu')
+    doms = tr.domains or ['circle', 'square', 'triangle']
+    va = load_split(shapes_path(), doms, cfg.img_size, n=a.n)
+    T = lambda x, s, t: tr(x, torch.full((len(x),), s), torch.full((len(x),), t))
+    read_as = lambda y, t: float((measure_shapes(y)['domain'] == doms[t]).mean())
+    print(f"{a.run or 'committed model'}: {a.n} validation images per domain; share the ruler reads as the target shape")
+    print(f"{'task':<20} {'real sources':>12} {'round trip of real targets':>27} {'round-trip L1 (0-1)':>20}")
+    for s, t in [(s, t) for s in range(len(doms)) for t in range(len(doms)) if s != t and doms[t] != 'circle']:
+        back = T(T(va[doms[t]], t, s), s, t)          # target -> source -> target: the loop the reconstruction loss trains
+        print(f"{doms[s] + '->' + doms[t]:<20} {read_as(T(va[doms[s]], s, t), t):>12.2f} {read_as(back, t):>27.2f} "
+              f"{((back - va[doms[t]]).abs().mean() / 2).item():>20.3f}")
+
+def arch(a):
+    import stargan_v2.discogan as dg
+    from stargan_v2.evaluate import shapes_scores
+    cfg = dg.DiscoConfig.shapes()
+    cfg = cfg.replace(**dict(dg._coerce(cfg, kv) for kv in a.set))
+    out = Path(a.out or tempfile.mkdtemp(prefix='disco_probe_'))
+    print(f"probe: g={a.g} g_width={a.g_width} g_layers={a.g_layers} g_up={a.g_up} d_full={a.d_full} decay_start={a.decay_start}\n"
+          f"config: {cfg}\nout: {out}", flush=True)
+    with probe_nets(a), lr_decay(a.decay_start):
+        c0 = time.process_time()
+        learn = dg.train_disco(cfg, out, device='cpu', verbose=True, progress=False)
+        cpu = time.process_time() - c0
+        g = learn.model.pair(*learn.model.pairs[0]).G_AB
+        print(f"trained {cfg.total_iters} iterations in {cpu:.1f} CPU-s ({cpu / cfg.total_iters:.4f} s/it); "
+              f"{sum(p.numel() for p in g.parameters()):,} parameters per G", flush=True)
+        for f in sorted((out/'checkpoints').glob('*_nets.ckpt')):
+            c, tr = dg.load_translator(f, device='cpu')
+            sc = shapes_scores(tr, c, n_per_domain=50, num_outs=1)
+            print(json.dumps(dict(iteration=int(f.name[:6]), acc=round(sc['acc_latent'], 3), pos_err=round(sc['pos_err_latent'], 2))), flush=True)
+        tr = dg.DiscoTranslator(learn.model, cfg, learn.dls.domains)
+        sc = shapes_scores(tr, cfg, n_per_domain=a.n, num_outs=1)
+    print(json.dumps(dict(train_cpu_seconds=round(cpu, 1), **{k: round(v, 4) for k, v in sc.items() if isinstance(v, float)},
+                          tasks={t: round(r['acc_latent'], 3) for t, r in sc['tasks'].items()}), indent=1), flush=True)
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest='cmd', required=True)
+    nets = argparse.ArgumentParser(add_help=False)   # the architecture flags: what `arch` trains and `round-trip` loads
+    nets.add_argument('--g', choices=('preset', 'full'), default='preset', help="'full': G without down/upsampling")
+    nets.add_argument('--g-width', type=int, default=32); nets.add_argument('--g-layers', type=int, default=3)
+    nets.add_argument('--g-up', action='store_true', help="preset G's last layer: nearest x2 + two 3x3 convs")
+    nets.add_argument('--d-full', action='store_true', help='a stride-1 3x3 conv at full resolution in front of each D')
+    r = sub.add_parser('round-trip', parents=[nets], help='is the round trip hiding the rotation?')
+    r.add_argument('run', nargs='?', default=None, help='a DiscoGAN run folder or checkpoint (default: the committed model; '
+                   'a run of `arch` needs its architecture flags)')
+    r.add_argument('--n', type=int, default=100, help='validation images per domain')
+    q = sub.add_parser('arch', parents=[nets], help='train the shapes preset with an architecture change')
+    q.add_argument('--decay-start', type=int, default=None, help='linear lr decay to 0 from this iteration')
+    q.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='override DiscoConfig.shapes() fields')
+    q.add_argument('--out', default=None); q.add_argument('--n', type=int, default=100, help='val sources per domain for the last scores')
+    q.add_argument('--threads', type=int, default=1)
+    a = p.parse_args(argv)
+    torch.set_num_threads(getattr(a, 'threads', 1))
+    round_trip(a) if a.cmd == 'round-trip' else arch(a)
+
+if __name__ == '__main__': main()
