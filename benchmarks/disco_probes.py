@@ -82,20 +82,13 @@ def lr_decay(start:int|None):
     finally: dg.disco_iteration = orig
 
 def round_trip(a):
-    from stargan_v2.discogan import load_translator, disco_trained_dir
-    from stargan_v2.evaluate import load_split
-    from stargan_v2.shapes import measure_shapes, shapes_path
+    from stargan_v2.discogan import load_translator, disco_trained_dir, round_trips
     with probe_nets(a): cfg, tr = load_translator(a.run or disco_trained_dir(), device='cpu')
-    doms = tr.domains or ['circle', 'square', 'triangle']
-    va = load_split(shapes_path(), doms, cfg.img_size, n=a.n)
-    T = lambda x, s, t: tr(x, torch.full((len(x),), s), torch.full((len(x),), t))
-    read_as = lambda y, t: float((measure_shapes(y)['domain'] == doms[t]).mean())
+    df = round_trips(tr, cfg.img_size, n_per_domain=a.n)
     print(f"{a.run or 'committed model'}: {a.n} validation images per domain; share the ruler reads as the target shape")
     print(f"{'task':<20} {'real sources':>12} {'round trip of real targets':>27} {'round-trip L1 (0-1)':>20}")
-    for s, t in [(s, t) for s in range(len(doms)) for t in range(len(doms)) if s != t and doms[t] != 'circle']:
-        back = T(T(va[doms[t]], t, s), s, t)          # target -> source -> target: the loop the reconstruction loss trains
-        print(f"{doms[s] + '->' + doms[t]:<20} {read_as(T(va[doms[s]], s, t), t):>12.2f} {read_as(back, t):>27.2f} "
-              f"{((back - va[doms[t]]).abs().mean() / 2).item():>20.3f}")
+    for task, r in df.iterrows():
+        print(f"{task.replace('→', '->'):<20} {r['from real sources']:>12.2f} {r['round trip of real targets']:>27.2f} {r['round trip L1 (0-1 range)']:>20.3f}")
 
 def arch(a):
     import stargan_v2.discogan as dg

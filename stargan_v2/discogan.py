@@ -10,7 +10,7 @@ __all__ = ['ARCHS', 'DISCO_PRESETS', 'BN_MODES', 'BN_DEFAULT', 'disco_depth', 'd
            'is_d_step', 'DiscoConfig', 'get_disco_config', 'pair_list', 'pair_losses', 'make_disco_optims',
            'disco_iteration', 'PairLoader', 'disco_dls', 'bn_mode', 'DiscoTranslator', 'DiscoTrainer', 'disco_learner',
            'train_disco', 'load_translator', 'disco_config_from_args', 'cli_train', 'hue_bins_covered', 'hue_relation',
-           'hue_summary', 'disco_scores', 'disco_trained_dir', 'export_disco_trained']
+           'hue_summary', 'disco_scores', 'round_trips', 'disco_trained_dir', 'export_disco_trained']
 
 # %% ../nbs/13_discogan.ipynb #5c289a03
 import argparse, contextlib, dataclasses, json, math, sys, time
@@ -555,6 +555,22 @@ def disco_scores(tr, img_size:int, root=None, n_per_domain:int=100, tasks=None) 
             diversity_l1=float((again - out).abs().mean()))     # other z / references: the output does not move
     df = pd.DataFrame(rows).T
     return {k: float(v) for k, v in df.mean().items()} | {'tasks': {k: dict(r) for k, r in rows.items()}}
+
+@torch.no_grad()
+def round_trips(tr, img_size:int, root=None, n_per_domain:int=100) -> pd.DataFrame:
+    "Per task into a shape with an orientation: how often the ruler reads the target shape from real sources and from round trips of real targets (target -> source -> target), and the round trip's mean L1 (0-1 range)."
+    root = Path(root) if root is not None else shapes_path()
+    doms = domain_folders(root/'val')
+    val = load_split(root, doms, img_size, n=n_per_domain)
+    read_as = lambda y, t: float((measure_shapes(y)['domain'] == doms[t]).mean())
+    rows = {}
+    for s, t in [(s, t) for s in range(len(doms)) for t in range(len(doms))
+                 if s != t and doms[t] != 'circle' and _has(tr, s, t) and _has(tr, t, s)]:
+        back = tr(tr(val[doms[t]], t, s), s, t).cpu()   # the loop the reconstruction loss trains: what G_t->s hid, G_s->t may read
+        rows[f'{doms[s]}→{doms[t]}'] = {'from real sources': read_as(tr(val[doms[s]], s, t).cpu(), t),
+                                        'round trip of real targets': read_as(back, t),
+                                        'round trip L1 (0-1 range)': ((back - val[doms[t]]).abs().mean() / 2).item()}
+    return pd.DataFrame(rows).T
 
 def _has(tr, s:int, t:int) -> bool:
     "Whether `tr` can translate s -> t (a pairwise DiscoGAN run has only the pairs it trained)."
