@@ -22,7 +22,7 @@ changes that are not config fields, all not official:
 It prints the CPU time of training, the mean target-domain accuracy and position error at every checkpoint (50
 sources per domain; `--set save_every=N` picks the checkpoints), and every Shapes score of the last one (`--n` sources).
 """
-import argparse, contextlib, json, os, tempfile, time
+import argparse, contextlib, copy, json, os, tempfile, time
 from pathlib import Path
 import torch
 from torch import nn
@@ -81,6 +81,27 @@ def lr_decay(start:int|None):
     try: yield
     finally: dg.disco_iteration = orig
 
+class GEma:
+    "fastai callback: EMA copies of every G of a DiscoGAN learner (parameters and BN running statistics), one per beta; not in DiscoGAN."
+    def __init__(self, betas, every:int):
+        from fastai.callback.core import Callback
+        self.betas, self.every, self.snaps = list(betas), every, {}
+        outer = self
+        class _Cb(Callback):
+            order = 10
+            def before_fit(self): outer.ema = {b: copy.deepcopy(self.learn.model).requires_grad_(False) for b in outer.betas}
+            def after_batch(self):
+                with torch.no_grad():
+                    for b, m in outer.ema.items():
+                        for (n, t), (_, te) in zip(self.learn.model.state_dict().items(), m.state_dict().items()):
+                            if '.G_' not in n: continue
+                            if te.is_floating_point(): te.lerp_(t, 1 - b)
+                            else: te.copy_(t)
+                it = self.learn.train_iter   # already counts this batch
+                if it % outer.every == 0:
+                    outer.snaps[it] = {b: copy.deepcopy(m.state_dict()) for b, m in outer.ema.items()}
+        self.cb = _Cb()
+
 def round_trip(a):
     from stargan_v2.discogan import load_translator, disco_trained_dir, round_trips
     with probe_nets(a): cfg, tr = load_translator(a.run or disco_trained_dir(), device='cpu')
@@ -98,9 +119,10 @@ def arch(a):
     out = Path(a.out or tempfile.mkdtemp(prefix='disco_probe_'))
     print(f"probe: g={a.g} g_width={a.g_width} g_layers={a.g_layers} g_up={a.g_up} d_full={a.d_full} decay_start={a.decay_start}\n"
           f"config: {cfg}\nout: {out}", flush=True)
+    ema = GEma(a.ema, cfg.save_every) if a.ema else None
     with probe_nets(a), lr_decay(a.decay_start):
         c0 = time.process_time()
-        learn = dg.train_disco(cfg, out, device='cpu', verbose=True, progress=False)
+        learn = dg.train_disco(cfg, out, device='cpu', verbose=True, progress=False, cbs=[ema.cb] if ema else None)
         cpu = time.process_time() - c0
         g = learn.model.pair(*learn.model.pairs[0]).G_AB
         print(f"trained {cfg.total_iters} iterations in {cpu:.1f} CPU-s ({cpu / cfg.total_iters:.4f} s/it); "
@@ -108,9 +130,19 @@ def arch(a):
         for f in sorted((out/'checkpoints').glob('*_nets.ckpt')):
             c, tr = dg.load_translator(f, device='cpu')
             sc = shapes_scores(tr, c, n_per_domain=50, num_outs=1)
-            print(json.dumps(dict(iteration=int(f.name[:6]), acc=round(sc['acc_latent'], 3), pos_err=round(sc['pos_err_latent'], 2))), flush=True)
-        tr = dg.DiscoTranslator(learn.model, cfg, learn.dls.domains)
-        sc = shapes_scores(tr, cfg, n_per_domain=a.n, num_outs=1)
+            row = dict(iteration=int(f.name[:6]), acc=round(sc['acc_latent'], 3), pos_err=round(sc['pos_err_latent'], 2))
+            for b, sd in (ema.snaps.get(row['iteration'], {}) if ema else {}).items():
+                m = copy.deepcopy(learn.model); m.load_state_dict(sd)
+                se = shapes_scores(dg.DiscoTranslator(m, cfg, learn.dls.domains), cfg, n_per_domain=50, num_outs=1)
+                row[f'ema{b}'] = (round(se['acc_latent'], 3), round(se['pos_err_latent'], 2))
+            print(json.dumps(row), flush=True)
+        final = [('raw', learn.model)] + ([(f'ema{b}', m) for b, m in ema.ema.items()] if ema else [])
+        for name, m in final[:-1]:
+            sc = shapes_scores(dg.DiscoTranslator(m, cfg, learn.dls.domains), cfg, n_per_domain=a.n, num_outs=1)
+            print(json.dumps(dict(which=name, acc=round(sc['acc_latent'], 4), pos_err=round(sc['pos_err_latent'], 2),
+                                  tasks={t: round(r['acc_latent'], 3) for t, r in sc['tasks'].items()})), flush=True)
+        print(f"every Shapes score of {final[-1][0]}:", flush=True)
+        sc = shapes_scores(dg.DiscoTranslator(final[-1][1], cfg, learn.dls.domains), cfg, n_per_domain=a.n, num_outs=1)
     print(json.dumps(dict(train_cpu_seconds=round(cpu, 1), **{k: round(v, 4) for k, v in sc.items() if isinstance(v, float)},
                           tasks={t: round(r['acc_latent'], 3) for t, r in sc['tasks'].items()}), indent=1), flush=True)
 
@@ -128,6 +160,7 @@ def main(argv=None):
     r.add_argument('--n', type=int, default=100, help='validation images per domain')
     q = sub.add_parser('arch', parents=[nets], help='train the shapes preset with an architecture change')
     q.add_argument('--decay-start', type=int, default=None, help='linear lr decay to 0 from this iteration')
+    q.add_argument('--ema', type=float, nargs='*', default=[], metavar='BETA', help='also keep and score EMA copies of every G (not in DiscoGAN)')
     q.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='override DiscoConfig.shapes() fields')
     q.add_argument('--out', default=None); q.add_argument('--n', type=int, default=100, help='val sources per domain for the last scores')
     q.add_argument('--threads', type=int, default=1)

@@ -16,7 +16,9 @@ v1's classifier): D's classification head gets a (K+1)-th class and learns to pu
 of semi-supervised GANs, Salimans et al. 2016). G's classification term is then a softmax over K+1 logits, so a fake must
 look like a *real* member of its target domain, not merely land on the right side of a boundary drawn between real
 images only. Add `--set lambda_rec=1` for the earlier preset's reconstruction weight. `--g-k-only`: G's term reads only the K domain logits;
-`--lambda-id W`: G also pays W·|G(x, c_org) − x|₁ (CycleGAN's identity term, for the colour).
+`--lambda-id W`: G also pays W·|G(x, c_org) − x|₁ (CycleGAN's identity term, for the colour). `--g-skip`: G predicts a
+change of its tanh's input, G(x, c) = tanh(atanh(0.999·x) + h(x, c)), so h = 0 is the identity (a skip from input to
+output; v1's G has none): does it keep the source's hue, which the cycle alone leaves to the seed?
 
 `domain-critic` trains the earlier preset (`lambda_rec=1 lambda_fake=0`, before 3 Dec) with D's critic map split into one map per domain (StarGAN v2's multi-branch D, not
 in v1): real images are judged on their own domain's map, fakes on the target's, the gradient penalty on the map of
@@ -73,6 +75,10 @@ def fake_class(a):
             loss, parts['loss_id'] = loss + a.lambda_id * loss_id, loss_id.item()
         return loss, parts
     V.v1_g_loss = v1_g_loss   # what the v1 trainer calls
+    if a.g_skip:   # G predicts a change of tanh's input: G(x, c) = tanh(atanh(0.999 x) + h(x, c)), the identity when h = 0
+        def forward(self, x, c):
+            return torch.tanh(self.main[:-1](V.tile_label(x, c)) + torch.atanh(0.999 * x.clamp(-1, 1)))
+        V.Generator.forward = forward
     train_v1.main(['--threads', '1', '--set', f'lambda_fake={a.lambda_fake}'] + a.set + (['--out', a.out] if a.out else []))
 
 def domain_critic(a):
@@ -114,6 +120,7 @@ def main(argv=None):
     p.add_argument('--lambda-fake', type=float, default=1., help='fake-class: weight of D learning the fake class (0: v1)')
     p.add_argument('--g-k-only', action='store_true', help="fake-class: G's term over the K domain logits only")
     p.add_argument('--lambda-id', type=float, default=0., help="fake-class: weight of an identity term |G(x, c_org) - x|")
+    p.add_argument('--g-skip', action='store_true', help="fake-class: G(x, c) = tanh(atanh(0.999 x) + h(x, c)), a skip from input to output")
     p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='fake-class, domain-critic: override preset fields')
     p.add_argument('--out', default=None, help='fake-class, domain-critic: run folder')
     a = p.parse_args(argv)

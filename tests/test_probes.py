@@ -61,3 +61,46 @@ def test_disco_probes_arch_and_round_trip(tmp_path, capsys):
     P.main(['round-trip', str(tmp_path/'full'), '--g', 'full', '--g-width', '8', '--g-layers', '2', '--n', '4'])
     out = capsys.readouterr().out
     assert 'iteration": 8' in out and sum(l.startswith(('circle->', 'square->', 'triangle->')) for l in out.splitlines()) == 4
+
+def test_disco_probes_ema_averages_every_g(tmp_path, capsys):
+    "disco_probes.py arch --ema: EMA copies of every G (weights and BN running statistics), scored next to the raw G at each checkpoint."
+    import stargan_v2.discogan as dg
+    P = _load('disco_probes')
+    cfg = dg.DiscoConfig.tiny(total_iters=6, save_every=3)
+    ema = P.GEma([0.5], every=3)
+    learn = dg.train_disco(cfg, tmp_path/'run', device='cpu', verbose=False, progress=False, cbs=[ema.cb])
+    assert sorted(ema.snaps) == [3, 6]
+    live, avg = learn.model.state_dict(), ema.ema[0.5].state_dict()
+    gs = [k for k in live if '.G_' in k]
+    assert any('running_var' in k for k in gs)
+    for k in gs:
+        if live[k].is_floating_point(): assert not torch.equal(live[k], avg[k]), k   # averaged, not copied (BN statistics too)
+        else: assert torch.equal(live[k], avg[k]), k                                # counters copied
+    assert torch.equal(ema.snaps[6][0.5]['pair_0_1.G_AB.encoder.0.0.weight'], avg['pair_0_1.G_AB.encoder.0.0.weight'])
+    P.main(['arch', '--ema', '0.5', '--n', '4', '--out', str(tmp_path/'probe'),
+            '--set', 'total_iters=6', 'save_every=3', 'sample_every=6', 'print_every=3', 'batch_size=4', 'val_batch_size=4', 'dim=8'])
+    out = capsys.readouterr().out
+    assert '"iteration": 3' in out and '"ema0.5": [' in out and '"which": "raw"' in out and 'every Shapes score of ema0.5' in out
+
+def test_v1_probes_g_skip_starts_from_the_identity(tmp_path, monkeypatch):
+    "v1_probes.py fake-class --g-skip: G(x, c) = tanh(atanh(0.999 x) + h), so a G whose last conv is zero returns 0.999 x."
+    P = _load('v1_probes')
+    monkeypatch.setattr(V, 'v1_g_loss', V.v1_g_loss); monkeypatch.setattr(V.Generator, 'forward', V.Generator.forward)
+    P.main(['fake-class', '--g-skip', '--out', str(tmp_path/'skip'),
+            '--set', 'total_iters=2', 'save_every=2', 'sample_every=2', 'print_every=1', 'batch_size=4'])
+    G = V.Generator(8, 3, 1, down=0)
+    torch.nn.init.zeros_(G.main[-2].weight)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert torch.allclose(G(x, torch.eye(3)[:2]), 0.999 * x, atol=1e-5)
+
+def test_budget_times_the_real_loop_and_reads_manifests(tmp_path, capsys):
+    "benchmarks/budget.py: s/iteration from the library's training loop, the recorded s/iteration from a manifest, one row per preset."
+    from stargan_v2.v1 import V1Config
+    P = _load('budget')
+    assert P.time_preset(V1Config.tiny(), train_v1, iters=2, warmup=1) > 0
+    (tmp_path/'a').mkdir(); (tmp_path/'a'/'manifest.json').write_text('{"iterations": 100, "train_cpu_seconds": 25.0, "train_seconds": 40}')
+    (tmp_path/'b').mkdir(); (tmp_path/'b'/'manifest.json').write_text('{"iters": 100, "scores": {"train_wall_seconds": 40.0}}')
+    assert P.recorded(tmp_path/'a') == (0.25, 'cpu') and P.recorded(tmp_path/'b') == (0.4, 'wall') and P.recorded(None) == (None, '')
+    P.main(['--only', 'v1 shapes', '--iters', '1', '--warmup', '1'])
+    rows = [l for l in capsys.readouterr().out.splitlines() if l.startswith('v1 shapes ')]
+    assert len(rows) == 1 and rows[0].split()[2] == str(V1Config.shapes().total_iters)
