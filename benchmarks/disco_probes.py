@@ -3,7 +3,7 @@
 Usage:
   python benchmarks/disco_probes.py round-trip [RUN [ARCH FLAGS]] [--n 100]
   python benchmarks/disco_probes.py arch [--g preset|full] [--g-width 32] [--g-layers 3] [--g-up] [--d-full]
-                                         [--decay-start N] [--set KEY=VALUE ...] [--out DIR] [--n 100]
+                                         [--decay-start N] [--ema BETA ...] [--set KEY=VALUE ...] [--out DIR] [--n 100]
 
 `round-trip` asks whether the reconstruction loss is what keeps G from drawing squares: a circle has no orientation, so
 on the way square -> circle -> square G_square->circle would have to hide each square's angle in the circle it draws
@@ -19,6 +19,8 @@ changes that are not config fields, all not official:
   --d-full       each D gets a stride-1 3x3 conv (16 channels) at full resolution before its first stride-2 conv;
   --decay-start  the lr of G and D falls linearly from `lr` at that iteration to 0 at `total_iters` (DiscoGAN keeps it
                  constant), by a wrapper around `disco_iteration`.
+  --ema B [B..]  also keep an EMA copy of every G per β (weights and BN running statistics, updated after every
+                 iteration, as StarGAN v2 does for its G; DiscoGAN has none) and score it beside the raw G.
 It prints the CPU time of training, the mean target-domain accuracy and position error at every checkpoint (50
 sources per domain; `--set save_every=N` picks the checkpoints), and every Shapes score of the last one (`--n` sources).
 """
