@@ -20,7 +20,8 @@ changes that are not config fields, all not official:
   --decay-start  the lr of G and D falls linearly from `lr` at that iteration to 0 at `total_iters` (DiscoGAN keeps it
                  constant), by a wrapper around `disco_iteration`.
   --ema B [B..]  also keep an EMA copy of every G per β (weights and BN running statistics, updated after every
-                 iteration, as StarGAN v2 does for its G; DiscoGAN has none) and score it beside the raw G.
+                 iteration, as StarGAN v2 does for its G; DiscoGAN has none) and score it beside the raw G;
+  --recal        with --ema: also score each EMA after recomputing its BN statistics on 512 training images per domain.
 It prints the CPU time of training, the mean target-domain accuracy and position error at every checkpoint (50
 sources per domain; `--set save_every=N` picks the checkpoints), and every Shapes score of the last one (`--n` sources).
 """
@@ -104,6 +105,25 @@ class GEma:
                     outer.snaps[it] = {b: copy.deepcopy(m.state_dict()) for b, m in outer.ema.items()}
         self.cb = _Cb()
 
+def recalibrate_bn(nets, cfg, n:int=512):
+    "Recompute every G's BN running statistics from `n` training images of its source domain (in batches of cfg.batch_size, equal weights)."
+    from stargan_v2.evaluate import load_split
+    from stargan_v2.data import domain_names
+    from stargan_v2.shapes import shapes_path
+    root = shapes_path(); doms = domain_names(root, 'train')
+    xs = load_split(root, doms, cfg.img_size, split='train', n=n)
+    for a, b in nets.pairs:
+        p = nets.pair(a, b)
+        for G, src in ((p.G_AB, doms[a]), (p.G_BA, doms[b])):
+            bns = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+            for m in bns: m.reset_running_stats(); m.momentum = None   # cumulative average over the batches below
+            G.train()
+            with torch.no_grad():
+                for x in xs[src].split(cfg.batch_size): G((x + 1) / 2)
+            for m in bns: m.momentum = 0.1
+            G.eval()
+    return nets
+
 def round_trip(a):
     from stargan_v2.discogan import load_translator, disco_trained_dir, round_trips
     with probe_nets(a): cfg, tr = load_translator(a.run or disco_trained_dir(), device='cpu')
@@ -135,10 +155,12 @@ def arch(a):
             row = dict(iteration=int(f.name[:6]), acc=round(sc['acc_latent'], 3), pos_err=round(sc['pos_err_latent'], 2))
             for b, sd in (ema.snaps.get(row['iteration'], {}) if ema else {}).items():
                 m = copy.deepcopy(learn.model); m.load_state_dict(sd)
-                se = shapes_scores(dg.DiscoTranslator(m, cfg, learn.dls.domains), cfg, n_per_domain=50, num_outs=1)
-                row[f'ema{b}'] = (round(se['acc_latent'], 3), round(se['pos_err_latent'], 2))
+                for tag, mm in [('', m)] + ([('+recal', recalibrate_bn(copy.deepcopy(m), cfg))] if a.recal else []):
+                    se = shapes_scores(dg.DiscoTranslator(mm, cfg, learn.dls.domains), cfg, n_per_domain=50, num_outs=1)
+                    row[f'ema{b}{tag}'] = (round(se['acc_latent'], 3), round(se['pos_err_latent'], 2))
             print(json.dumps(row), flush=True)
         final = [('raw', learn.model)] + ([(f'ema{b}', m) for b, m in ema.ema.items()] if ema else [])
+        if ema and a.recal: final += [(f'ema{b}+recal', recalibrate_bn(copy.deepcopy(m), cfg)) for b, m in ema.ema.items()]
         for name, m in final[:-1]:
             sc = shapes_scores(dg.DiscoTranslator(m, cfg, learn.dls.domains), cfg, n_per_domain=a.n, num_outs=1)
             print(json.dumps(dict(which=name, acc=round(sc['acc_latent'], 4), pos_err=round(sc['pos_err_latent'], 2),
@@ -163,6 +185,7 @@ def main(argv=None):
     q = sub.add_parser('arch', parents=[nets], help='train the shapes preset with an architecture change')
     q.add_argument('--decay-start', type=int, default=None, help='linear lr decay to 0 from this iteration')
     q.add_argument('--ema', type=float, nargs='*', default=[], metavar='BETA', help='also keep and score EMA copies of every G (not in DiscoGAN)')
+    q.add_argument('--recal', action='store_true', help="with --ema: also score each EMA with its G's BN statistics recomputed on 512 training images")
     q.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='override DiscoConfig.shapes() fields')
     q.add_argument('--out', default=None); q.add_argument('--n', type=int, default=100, help='val sources per domain for the last scores')
     q.add_argument('--threads', type=int, default=1)

@@ -18,7 +18,9 @@ look like a *real* member of its target domain, not merely land on the right sid
 images only. Add `--set lambda_rec=1` for the earlier preset's reconstruction weight. `--g-k-only`: G's term reads only the K domain logits;
 `--lambda-id W`: G also pays W·|G(x, c_org) − x|₁ (CycleGAN's identity term, for the colour). `--g-skip`: G predicts a
 change of its tanh's input, G(x, c) = tanh(atanh(0.999·x) + h(x, c)), so h = 0 is the identity (a skip from input to
-output; v1's G has none): does it keep the source's hue, which the cycle alone leaves to the seed?
+output; v1's G has none): does it keep the source's hue, which the cycle alone leaves to the seed? `--g-mask`: G draws a
+colour image o and a mask m (a 4th output channel through a sigmoid, its logit offset by `--g-mask OFFSET`: 2, the default, starts m near 0.88, 0 at 0.5) and returns m·x + (1 − m)·o,
+copying the source where m ≈ 1 (GANimation's attention mask; not in v1).
 
 `domain-critic` trains the earlier preset (`lambda_rec=1 lambda_fake=0`, before 3 Dec) with D's critic map split into one map per domain (StarGAN v2's multi-branch D, not
 in v1): real images are judged on their own domain's map, fakes on the target's, the gradient penalty on the map of
@@ -79,6 +81,16 @@ def fake_class(a):
         def forward(self, x, c):
             return torch.tanh(self.main[:-1](V.tile_label(x, c)) + torch.atanh(0.999 * x.clamp(-1, 1)))
         V.Generator.forward = forward
+    if a.g_mask is not None:   # G draws a colour o and a mask m: G(x, c) = m·x + (1 − m)·o (GANimation's attention mask)
+        init = V.Generator.__init__
+        def __init__(self, *args, **kw):
+            init(self, *args, **kw)
+            c = self.main[-2]; self.main[-2] = torch.nn.Conv2d(c.in_channels, 4, c.kernel_size, c.stride, c.padding, bias=False)
+        def forward(self, x, c):
+            o = self.main[-2](self.main[:-2](V.tile_label(x, c)))
+            m = torch.sigmoid(o[:, 3:] + a.g_mask)   # the offset sets where m starts: 2 -> 0.88, 0 -> 0.5
+            return m * x + (1 - m) * torch.tanh(o[:, :3])
+        V.Generator.__init__, V.Generator.forward = __init__, forward
     train_v1.main(['--threads', '1', '--set', f'lambda_fake={a.lambda_fake}'] + a.set + (['--out', a.out] if a.out else []))
 
 def domain_critic(a):
@@ -120,6 +132,8 @@ def main(argv=None):
     p.add_argument('--lambda-fake', type=float, default=1., help='fake-class: weight of D learning the fake class (0: v1)')
     p.add_argument('--g-k-only', action='store_true', help="fake-class: G's term over the K domain logits only")
     p.add_argument('--lambda-id', type=float, default=0., help="fake-class: weight of an identity term |G(x, c_org) - x|")
+    p.add_argument('--g-mask', type=float, nargs='?', const=2., default=None, metavar='OFFSET',
+                   help="fake-class: G(x, c) = m x + (1 - m) o, a colour o and a copy mask m = sigmoid(logit + OFFSET) drawn by G (default offset 2)")
     p.add_argument('--g-skip', action='store_true', help="fake-class: G(x, c) = tanh(atanh(0.999 x) + h(x, c)), a skip from input to output")
     p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='fake-class, domain-critic: override preset fields')
     p.add_argument('--out', default=None, help='fake-class, domain-critic: run folder')

@@ -93,6 +93,21 @@ def test_v1_probes_g_skip_starts_from_the_identity(tmp_path, monkeypatch):
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     assert torch.allclose(G(x, torch.eye(3)[:2]), 0.999 * x, atol=1e-5)
 
+def test_v1_probes_g_mask_copies_where_the_mask_says(tmp_path, monkeypatch):
+    "v1_probes.py fake-class --g-mask OFFSET: G(x, c) = m x + (1 - m) o with m = sigmoid(logit + OFFSET) from a 4th output channel."
+    P = _load('v1_probes')
+    for k in ('forward', '__init__'): monkeypatch.setattr(V.Generator, k, getattr(V.Generator, k))
+    monkeypatch.setattr(V, 'v1_g_loss', V.v1_g_loss)
+    P.main(['fake-class', '--g-mask', '30', '--out', str(tmp_path/'mask'),
+            '--set', 'total_iters=2', 'save_every=2', 'sample_every=2', 'print_every=1', 'batch_size=4'])
+    G = V.Generator(8, 3, 1, down=0)
+    assert G.main[-2].out_channels == 4
+    x, c = torch.rand(2, 3, 16, 16) * 2 - 1, torch.eye(3)[:2]
+    with torch.no_grad(): G.main[-2].weight.mul_(1e-3)   # logits near 0: m = sigmoid(30) = 1, the source is copied
+    assert torch.allclose(G(x, c), x, atol=1e-5)
+    sd = torch.load(tmp_path/'mask'/'checkpoints'/'000002_nets.ckpt', weights_only=True)
+    assert [tuple(w.shape[:1] + w.shape[2:]) for w in sd['generator'].values() if w.ndim == 4][-1] == (4, 7, 7)   # the trained G's last conv
+
 def test_budget_times_the_real_loop_and_reads_manifests(tmp_path, capsys):
     "benchmarks/budget.py: s/iteration from the library's training loop, the recorded s/iteration from a manifest, one row per preset."
     from stargan_v2.v1 import V1Config
