@@ -12,7 +12,7 @@ iterations, and prints:
 - the predicted CPU minutes of the preset's full run here (s/iteration x its iterations; checkpoints, grids and the
   final scoring are not included) and whether that fits 10 minutes;
 - the s/iteration recorded when the committed model of that preset was trained (its manifest's CPU time; `wall` when
-  only the wall-clock time of a shared machine was recorded), and this machine's time as a ratio to it;
+  only the wall-clock time of a shared machine was recorded: then no ratio), and this machine's time as a ratio to it;
 - the CPU (model name, the instruction set PyTorch uses) and a fixed 3x3-convolution probe, so figures from two
   machines can be compared.
 
@@ -98,11 +98,12 @@ def main(argv=None):
         s = time_preset(cfg, fn, a.iters, a.warmup)
         ref, kind = recorded(folder)
         minutes = s * cfg.total_iters / 60
+        ratio = s / ref if kind == 'cpu' else None   # a wall time of a shared machine is no reference for CPU time
         rows.append(dict(preset=name, iters=cfg.total_iters, s_per_iter=round(s, 4), cpu_minutes=round(minutes, 1),
                          fits=minutes <= a.budget, recorded_s_per_iter=ref and round(ref, 4), recorded_kind=kind,
-                         ratio=ref and round(s / ref, 2)))
+                         ratio=ratio and round(ratio, 2)))
         print(f"{name:24s} {cfg.total_iters:6d} {s:9.3f} {minutes:12.1f} {'yes' if minutes <= a.budget else 'NO':>11s} "
-              f"{'' if ref is None else format(ref, '.3f') + ' (' + kind + ')':>14s} {'' if ref is None else format(s / ref, '.2f') + 'x':>15s}", flush=True)
+              f"{'' if ref is None else format(ref, '.3f') + ' (' + kind + ')':>14s} {'' if ratio is None else format(ratio, '.2f') + 'x':>15s}", flush=True)
     print(json.dumps(dict(cpu=cpu_name(), isa=torch.backends.cpu.get_cpu_capability(), rows=rows)))
 
 if __name__ == '__main__': main()
