@@ -23,7 +23,8 @@ changes that are not config fields, all not official:
                  iteration, as StarGAN v2 does for its G; DiscoGAN has none) and score it beside the raw G;
   --recal        with --ema: also score each EMA after recomputing its BN statistics on 512 training images per domain.
 It prints the CPU time of training, the mean target-domain accuracy and position error at every checkpoint (50
-sources per domain; `--set save_every=N` picks the checkpoints), and every Shapes score of the last one (`--n` sources).
+sources per domain; `--set save_every=N` picks the checkpoints; with `--ema`, each EMA's too), then on `--n` sources
+per domain the accuracy per task of the trained G and of each EMA, and every Shapes score of the last of them.
 """
 import argparse, contextlib, copy, json, os, tempfile, time
 from pathlib import Path

@@ -2,7 +2,8 @@
 
 Usage:
   python benchmarks/v1_probes.py fooled RUN [--iter N]                 # is D's classifier fooled by G's failed translations?
-  python benchmarks/v1_probes.py fake-class [--lambda-fake 1] [--g-k-only] [--lambda-id 0] [--set KEY=VALUE ...] [--out DIR]
+  python benchmarks/v1_probes.py fake-class [--lambda-fake 1] [--g-k-only] [--lambda-id 0] [--g-skip] [--g-mask [OFFSET]]
+                                           [--set KEY=VALUE ...] [--out DIR]
   python benchmarks/v1_probes.py domain-critic [--set KEY=VALUE ...] [--out DIR]
 
 `fooled` loads a v1 run's checkpoint (G, its EMA and D), translates the 100 val sources of every domain into every other
@@ -20,7 +21,8 @@ images only. Add `--set lambda_rec=1` for the earlier preset's reconstruction we
 change of its tanh's input, G(x, c) = tanh(atanh(0.999·x) + h(x, c)), so h = 0 is the identity (a skip from input to
 output; v1's G has none): does it keep the source's hue, which the cycle alone leaves to the seed? `--g-mask`: G draws a
 colour image o and a mask m (a 4th output channel through a sigmoid, its logit offset by `--g-mask OFFSET`: 2, the default, starts m near 0.88, 0 at 0.5) and returns m·x + (1 − m)·o,
-copying the source where m ≈ 1 (GANimation's attention mask; not in v1).
+copying the source where m ≈ 1 (GANimation's attention mask; not in v1). Runs made with either flag hold a G that only this
+script's patch rebuilds: the library's loader does not know them.
 
 `domain-critic` trains the earlier preset (`lambda_rec=1 lambda_fake=0`, before 3 Dec) with D's critic map split into one map per domain (StarGAN v2's multi-branch D, not
 in v1): real images are judged on their own domain's map, fakes on the target's, the gradient penalty on the map of
