@@ -30,6 +30,7 @@ import argparse, contextlib, copy, json, os, tempfile, time
 from pathlib import Path
 import torch
 from torch import nn
+from fastai.callback.core import Callback
 
 class FullResGenerator(nn.Module):
     "A DiscoGAN-style G (BN, ReLU, Sigmoid, no biases) that never leaves full resolution; [0,1] images in and out."
@@ -85,26 +86,21 @@ def lr_decay(start:int|None):
     try: yield
     finally: dg.disco_iteration = orig
 
-class GEma:
-    "fastai callback: EMA copies of every G of a DiscoGAN learner (parameters and BN running statistics), one per beta; not in DiscoGAN."
-    def __init__(self, betas, every:int):
-        from fastai.callback.core import Callback
-        self.betas, self.every, self.snaps = list(betas), every, {}
-        outer = self
-        class _Cb(Callback):
-            order = 10
-            def before_fit(self): outer.ema = {b: copy.deepcopy(self.learn.model).requires_grad_(False) for b in outer.betas}
-            def after_batch(self):
-                with torch.no_grad():
-                    for b, m in outer.ema.items():
-                        for (n, t), (_, te) in zip(self.learn.model.state_dict().items(), m.state_dict().items()):
-                            if '.G_' not in n: continue
-                            if te.is_floating_point(): te.lerp_(t, 1 - b)
-                            else: te.copy_(t)
-                it = self.learn.train_iter   # already counts this batch
-                if it % outer.every == 0:
-                    outer.snaps[it] = {b: copy.deepcopy(m.state_dict()) for b, m in outer.ema.items()}
-        self.cb = _Cb()
+class GEma(Callback):
+    "EMA copies of every G of a DiscoGAN learner (parameters and BN running statistics), one per beta, snapshotted every `every` iterations; not in DiscoGAN."
+    order = 10
+    def __init__(self, betas, every:int): self.betas, self.every, self.snaps, self.ema = list(betas), every, {}, {}
+    def before_fit(self): self.ema = {b: copy.deepcopy(self.learn.model).requires_grad_(False) for b in self.betas}
+    def after_batch(self):
+        live = self.learn.model.state_dict()
+        with torch.no_grad():
+            for b, m in self.ema.items():
+                for (n, t), te in zip(live.items(), m.state_dict().values()):
+                    if '.G_' not in n: continue
+                    if te.is_floating_point(): te.lerp_(t, 1 - b)
+                    else: te.copy_(t)
+        if self.learn.train_iter % self.every == 0:   # train_iter already counts this batch
+            self.snaps[self.learn.train_iter] = {b: copy.deepcopy(m.state_dict()) for b, m in self.ema.items()}
 
 def recalibrate_bn(nets, cfg, n:int=512):
     "Recompute every G's BN running statistics from `n` training images of its source domain (in batches of cfg.batch_size, equal weights)."
@@ -145,7 +141,7 @@ def arch(a):
     ema = GEma(a.ema, cfg.save_every) if a.ema else None
     with probe_nets(a), lr_decay(a.decay_start):
         c0 = time.process_time()
-        learn = dg.train_disco(cfg, out, device='cpu', verbose=True, progress=False, cbs=[ema.cb] if ema else None)
+        learn = dg.train_disco(cfg, out, device='cpu', verbose=True, progress=False, cbs=[ema] if ema else None)
         cpu = time.process_time() - c0
         g = learn.model.pair(*learn.model.pairs[0]).G_AB
         print(f"trained {cfg.total_iters} iterations in {cpu:.1f} CPU-s ({cpu / cfg.total_iters:.4f} s/it); "

@@ -68,7 +68,7 @@ def test_disco_probes_ema_averages_every_g(tmp_path, capsys):
     P = _load('disco_probes')
     cfg = dg.DiscoConfig.tiny(total_iters=6, save_every=3)
     ema = P.GEma([0.5], every=3)
-    learn = dg.train_disco(cfg, tmp_path/'run', device='cpu', verbose=False, progress=False, cbs=[ema.cb])
+    learn = dg.train_disco(cfg, tmp_path/'run', device='cpu', verbose=False, progress=False, cbs=[ema])
     assert sorted(ema.snaps) == [3, 6]
     live, avg = learn.model.state_dict(), ema.ema[0.5].state_dict()
     gs = [k for k in live if '.G_' in k]
