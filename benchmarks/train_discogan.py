@@ -4,7 +4,8 @@ Usage:  python benchmarks/train_discogan.py [--out DIR] [--threads 1] [--set KEY
                                             [--time-only N] [--n-per-domain 100]
 
 Prints: wall-clock and process CPU time of training (on a shared CPU the CPU time is the fair figure), seconds per
-iteration, every Shapes score of `stargan_v2.evaluate.shapes_scores` (mean over the 6 tasks) with DiscoGAN's eval-mode BN
+iteration, every Shapes score of `stargan_v2.evaluate.shapes_scores` (mean over the 6 tasks) of the sampled G's (the EMA
+ones when `ema_beta` > 0, with three scores of the last trained G's beside them) with DiscoGAN's eval-mode BN
 and with the official train-mode BN, the per-task hue relation (circular correlation, hue bins covered), and the targets
 of issue #14: all pairs <= 10 min, target-domain accuracy >= 0.90, position error <= 3 px.
 --ablation also trains circle<->square with arch gan, recongan and discogan (same settings) and prints the paper's ablation.
@@ -56,8 +57,12 @@ def main(argv=None):
                cpu_s_per_iter=round(cpu / cfg.total_iters, 4), threads=torch.get_num_threads(), load_after=os.getloadavg())
     if not a.time_only:
         doms = learn.dls.domains
+        sampled = learn.nets_ema if cfg.ema_beta > 0 else learn.model   # what the run samples: the EMA G's if it keeps them
+        if cfg.ema_beta > 0:   # the last trained G's beside them, for comparison
+            sc = shapes_scores(DiscoTranslator(learn.model, cfg, doms), cfg, n_per_domain=a.n_per_domain, num_outs=1)
+            res['shapes_scores_trained_g'] = {k: round(sc[k], 4) for k in ('acc_latent', 'pos_err_latent', 'shapes_fid_latent')}
         for bn in ('eval', 'batch'):
-            tr = DiscoTranslator(learn.model, cfg, doms, bn=bn)
+            tr = DiscoTranslator(sampled, cfg, doms, bn=bn)
             sc = shapes_scores(tr, cfg, n_per_domain=a.n_per_domain, num_outs=1)
             res[f'shapes_scores_bn_{bn}'] = {k: round(v, 4) for k, v in sc.items() if isinstance(v, float)}
             res[f'tasks_bn_{bn}'] = {t: {k: round(v, 4) for k, v in r.items() if k in ('acc_latent', 'pos_err_latent', 'hue_corr_source_latent')}
@@ -79,7 +84,7 @@ def main(argv=None):
         print(f"wrote {m}", flush=True)
     if not a.time_only:
         va = load_split(shapes_path(), doms, cfg.img_size, n=a.n_per_domain)
-        tr = DiscoTranslator(learn.model, cfg, doms)
+        tr = DiscoTranslator(sampled, cfg, doms)
         hue = pd.concat([hue_relation(tr, va[doms[s]], s, t).assign(task=f'{doms[s]}2{doms[t]}')
                          for s in range(3) for t in range(3) if s != t], ignore_index=True).round(2)
     print(json.dumps(res, indent=1, default=float), flush=True)
@@ -90,7 +95,7 @@ def main(argv=None):
         for arch in a.archs:
             c = cfg.replace(arch=arch, pairs='0-1')
             l, w, cp = _train(c, out/f'ablation_{arch}')
-            tr = DiscoTranslator(l.model, c, l.dls.domains)
+            tr = l.make_translator()   # the EMA G's if the preset keeps them
             r = disco_scores(tr, c.img_size, n_per_domain=a.n_per_domain, tasks=[(0, 1)])['tasks']['circle2square']
             df = hue_relation(tr, val, 0, 1); df.insert(0, 'arch', arch); hues.append(df)
             abl[arch] = {k: round(float(r[k]), 3) for k in ('acc', 'pos_err', 'hue_err_source', 'hue_corr_source', 'hue_bins_out', 'shapes_fid')} | dict(train_cpu_seconds=round(cp, 1))

@@ -36,7 +36,7 @@ def ema_update(nets:nn.Module, nets_ema:nn.Module, beta:float):
                 pe.copy_(torch.lerp(p, pe, beta))
 
 class EMACallback(Callback):
-    "Keep EMA copies of G, F and E (or what the model's own `ema_copy()` returns), updated after every iteration; they are `learn.nets_ema`."
+    "Keep EMA copies of G, F and E (or what the model's own `ema_copy()` returns), updated after every iteration (by the model's own `ema_update` if it has one); they are `learn.nets_ema`."
     order = 10
     def __init__(self, beta:float|None=None): self.beta, self._ema = beta, None
     @property
@@ -48,7 +48,9 @@ class EMACallback(Callback):
     def before_fit(self):
         self.learn.nets_ema = self.nets_ema.to(next(self.learn.model.parameters()).device)
         if self.beta is None: self.beta = self.learn.cfg.ema_beta
-    def after_batch(self): ema_update(self.learn.model, self.nets_ema, self.beta)
+    def after_batch(self):
+        m = self.learn.model   # DiscoGAN's nets average their BatchNorm statistics too (`DiscoNets.ema_update`)
+        m.ema_update(self.nets_ema, self.beta) if hasattr(m, 'ema_update') else ema_update(m, self.nets_ema, self.beta)
 
 # %% ../nbs/06_callbacks.ipynb #78581cda
 class DSDecayCallback(Callback):

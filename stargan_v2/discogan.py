@@ -13,7 +13,7 @@ __all__ = ['ARCHS', 'DISCO_PRESETS', 'BN_MODES', 'BN_DEFAULT', 'disco_depth', 'd
            'hue_summary', 'disco_scores', 'round_trips', 'disco_trained_dir', 'export_disco_trained']
 
 # %% ../nbs/13_discogan.ipynb #5c289a03
-import argparse, contextlib, dataclasses, json, math, sys, time
+import argparse, contextlib, copy, dataclasses, json, math, sys, time
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import numpy as np
@@ -28,7 +28,7 @@ from .data import get_dls, augment, DataError, data_root, domain_folders
 from .shapes import measure_shapes, shapes_path, hue_dist
 from .trainer import GANTrainer
 from .translator import Translator, as_labels, run_config
-from .callbacks import latest_state, load_checkpoint, ConfigMismatch
+from .callbacks import latest_state, load_checkpoint, ConfigMismatch, EMACallback
 from .checkpoints import safe_load, CheckpointMismatch
 from .learner import gan_learner, TrainingStopped, _fit, run_folder, resume_run
 from .evaluate import load_split, measured_folder, shapes_fid, circ_corr
@@ -117,6 +117,17 @@ class DiscoNets(nn.Module):
             if (b, a) == (src, trg): return self.pair(a, b).G_BA
         raise KeyError(f"This DiscoGAN run has no generator for domain {src} -> {trg}; it trained the pairs "
                        f"{', '.join(f'{a}-{b}' for a, b in self.pairs)}. Train that pair (--pair) or pick another task.")
+    def ema_copy(self) -> 'DiscoNets':
+        "What `EMACallback` averages when cfg.ema_beta > 0 (not official): a frozen copy of every G, without the D's."
+        m = copy.deepcopy(self).requires_grad_(False)
+        for a, b in m.pairs: del m.pair(a, b).D_A, m.pair(a, b).D_B
+        return m
+    @torch.no_grad()
+    def ema_update(self, ema:'DiscoNets', beta:float):
+        "θ_ema ← β·θ_ema + (1-β)·θ for every G's weights *and* BatchNorm running statistics (BN's step counters are copied)."
+        live = self.state_dict()
+        for n, t in ema.state_dict().items():   # state_dict tensors share storage with the module's
+            t.lerp_(live[n], 1 - beta) if t.is_floating_point() else t.copy_(live[n])
 
 # %% ../nbs/13_discogan.ipynb #cc2334b3
 def bce(p:Tensor, target:float) -> Tensor:
@@ -180,6 +191,7 @@ class DiscoConfig:
     beta1:float=0.5             # Adam beta1
     beta2:float=0.999           # Adam beta2
     weight_decay:float=1e-5     # coupled L2 weight decay inside Adam (G and D)
+    ema_beta:float=0.           # not official (0 = off): sample and score an EMA of every G (weights and BN statistics)
     # bookkeeping
     seed:int=0                  # random seed
     print_every:int=50          # log every n iterations
@@ -199,6 +211,7 @@ def _checked(cfg:DiscoConfig) -> DiscoConfig:
     if cfg.arch not in ARCHS: raise ValueError(f"DiscoConfig.arch must be one of {ARCHS}, not {cfg.arch!r}")
     if cfg.model != 'discogan': raise ValueError(f"DiscoConfig.model must be 'discogan', not {cfg.model!r}")
     if cfg.d_min_size not in (1, 2, 4): raise ValueError(f"DiscoConfig.d_min_size must be 4 (official), 2 or 1, not {cfg.d_min_size}")
+    if not 0 <= cfg.ema_beta < 1: raise ValueError(f"DiscoConfig.ema_beta must be in [0, 1) (0 = no EMA), not {cfg.ema_beta}")
     if cfg.lambda_mis < 0: raise ValueError(f"DiscoConfig.lambda_mis must be >= 0, not {cfg.lambda_mis}")
     disco_depth(cfg.img_size); pair_list(cfg)
     return cfg
@@ -397,10 +410,12 @@ class DiscoTrainer(GANTrainer):
 # %% ../nbs/13_discogan.ipynb #2362b4fc
 def disco_learner(dls, cfg:DiscoConfig, nets:DiscoNets|None=None, out_dir=None, cbs=None, verbose:bool=False,
                   bn:str|None=None) -> Learner:
-    "A fastai `Learner` that trains every pair of `cfg` with `DiscoTrainer` and the shared callbacks (log, NaN guard, grids, checkpoints)."
+    "A fastai `Learner` that trains every pair of `cfg` with `DiscoTrainer` and the shared callbacks (log, NaN guard, grids, checkpoints), plus an EMA of every G if cfg.ema_beta > 0."
     nets = DiscoNets(cfg) if nets is None else nets
-    learn = gan_learner(dls, cfg, nets, DiscoTrainer(), out_dir=out_dir, cbs=cbs, verbose=verbose)
-    learn.make_translator = lambda: DiscoTranslator(learn.model, learn.cfg, getattr(dls, 'domains', None), bn or BN_DEFAULT)
+    ema = [EMACallback(cfg.ema_beta)] if cfg.ema_beta > 0 else []   # official DiscoGAN has no EMA (ema_beta=0)
+    learn = gan_learner(dls, cfg, nets, DiscoTrainer(), out_dir=out_dir, cbs=ema + list(cbs or []), verbose=verbose)
+    learn.make_translator = lambda: DiscoTranslator(learn.nets_ema if ema else learn.model, learn.cfg, getattr(dls, 'domains', None),
+                                                    bn or BN_DEFAULT)
     return learn
 
 # %% ../nbs/13_discogan.ipynb #d9409072
@@ -419,18 +434,15 @@ def train_disco(cfg:DiscoConfig, out_dir, root=None, device=None, resume:bool=Fa
 
 # %% ../nbs/13_discogan.ipynb #9448c6ea
 def load_translator(path, device=None, bn:str|None=None) -> tuple:   # (DiscoConfig, DiscoTranslator)
-    "Open a DiscoGAN run (run folder, checkpoints folder, a `*_nets.ckpt` or an exported folder) as (config, translator)."
+    "Open a DiscoGAN run (run folder, checkpoints folder, a `*_nets[_ema].ckpt` or an exported folder) as (config, translator); a run folder's EMA G's if it keeps them."
     d = run_config(path)
     if d is None: raise FileNotFoundError(f"{path}: no config.json and no *_state.ckpt; is it a training run folder?")
     if d.get('model', 'stargan_v2') != 'discogan':
         raise ValueError(f"{path} is a {d.get('model', 'stargan_v2')!r} run, not a DiscoGAN run; open it with stargan_v2.translator.load_translator.")
     cfg = DiscoConfig.from_dict(d)
     p = Path(path)
-    f = p if p.is_file() and p.name.endswith('nets.ckpt') else p/'nets.ckpt' if (p/'nets.ckpt').is_file() else None
-    if f is None:                                   # a training run: its latest checkpoint
-        st = latest_state(p)
-        if st is None: raise FileNotFoundError(f"no *_state.ckpt checkpoint in {p} or {p/'checkpoints'}")
-        f = st.with_name(st.name.replace('_state.ckpt', '_nets.ckpt'))
+    f = p if p.is_file() and p.name.endswith('.ckpt') and 'nets' in p.name else p/'nets.ckpt' if (p/'nets.ckpt').is_file() else None
+    if f is None: f = _sampled_nets(p)                # a training run: its latest checkpoint
     nets, sd = DiscoNets(cfg), safe_load(f)
     kids = dict(nets.named_children())
     if set(sd) != set(kids): raise CheckpointMismatch(f"{f} holds networks {sorted(sd)}, but its config describes {sorted(kids)}")
@@ -439,6 +451,13 @@ def load_translator(path, device=None, bn:str|None=None) -> tuple:   # (DiscoCon
         except RuntimeError as e: raise CheckpointMismatch(f"{f}: network '{k}' does not fit its config: {str(e).splitlines()[0]}") from None
         if extra or any(n.startswith('G_') for n in missing): raise CheckpointMismatch(f"{f}: network '{k}' does not fit this config ({(extra or missing)[:3]} ...)")
     return cfg, DiscoTranslator(nets.to(default_device(device)), cfg, _domain_names(cfg), bn or BN_DEFAULT)
+
+def _sampled_nets(run) -> Path:
+    "The latest checkpoint's G's of a run folder: `*_nets_ema.ckpt` if the run keeps an EMA, else `*_nets.ckpt`."
+    st = latest_state(run)
+    if st is None: raise FileNotFoundError(f"no *_state.ckpt checkpoint in {run} or {Path(run)/'checkpoints'}")
+    ema = st.with_name(st.name.replace('_state.ckpt', '_nets_ema.ckpt'))
+    return ema if ema.is_file() else st.with_name(st.name.replace('_state.ckpt', '_nets.ckpt'))
 
 def _domain_names(cfg) -> list|None:
     "The run's domain names when its dataset is at hand (else None)."
@@ -584,12 +603,12 @@ def disco_trained_dir(name:str='shapes') -> Path:
     return trained_dir()/'discogan'/name
 
 def export_disco_trained(run_dir, dest, command:str, scores:dict, extra:dict|None=None) -> Path:
-    "Write a finished run's generators (fp16; D is not needed to translate), config and a manifest (command, commit, seed, scores, SHA-256) to `dest`."
+    "Write a finished run's sampled generators (the EMA ones if kept; fp16; D is not needed to translate), config and a manifest (command, commit, seed, scores, SHA-256) to `dest`."
     import subprocess
     from stargan_v2.core import file_sha256, atomic_save
     run_dir, dest = Path(run_dir), Path(dest); dest.mkdir(parents=True, exist_ok=True)
     st = latest_state(run_dir)
-    sd = safe_load(st.with_name(st.name.replace('_state.ckpt', '_nets.ckpt')))
+    sd = safe_load(_sampled_nets(run_dir))
     half = lambda v: v.half() if v.is_floating_point() else v   # fp16 on disk (half the size); loading casts back to fp32
     atomic_save({k: {n: half(v) for n, v in d.items() if n.startswith('G_')} for k, d in sd.items()}, dest/'nets.ckpt')
     (dest/'config.json').write_text((run_dir/'config.json').read_text())

@@ -43,16 +43,39 @@ def test_generator_bottleneck_option(tmp_path):
     assert tr.nets.generator(0, 1).encoder[-1][0].kernel_size == (3, 3)
 
 @pytest.mark.reliability
-def test_resume_is_exact(tmp_path):
-    "6 iterations straight == 3 iterations, stop, resume, 3 more: weights, BN buffers, optimisers and loss history bit for bit."
-    _run(tmp_path/'straight')
-    _run(tmp_path/'resumed', CFG.replace(total_iters=3))
-    learn = _run(tmp_path/'resumed', resume=True)
+@pytest.mark.parametrize('ema_beta', [0., 0.9])
+def test_resume_is_exact(tmp_path, ema_beta):
+    "6 iterations straight == 3 iterations, stop, resume, 3 more: weights, BN buffers, EMA G's, optimisers and loss history bit for bit."
+    cfg = CFG.replace(ema_beta=ema_beta)
+    _run(tmp_path/'straight', cfg)
+    _run(tmp_path/'resumed', cfg.replace(total_iters=3))
+    learn = _run(tmp_path/'resumed', cfg, resume=True)
     assert learn.train_iter == 6
-    assert_equal(_files(tmp_path/'straight', 6), _files(tmp_path/'resumed', 6))
+    kinds = ('nets', 'optims') + (('nets_ema',) if ema_beta else ())
+    assert (tmp_path/'straight'/'checkpoints'/'000006_nets_ema.ckpt').is_file() == bool(ema_beta)
+    assert_equal(ckpt_files(tmp_path/'straight', 6, kinds), ckpt_files(tmp_path/'resumed', 6, kinds))
     a, b = (safe_load(p/'checkpoints'/'000006_state.ckpt')['callbacks']['loss_log'] for p in (tmp_path/'straight', tmp_path/'resumed'))
     assert_equal(a, b)
 
+
+def test_ema_of_the_generators_is_what_is_sampled(tmp_path):
+    "ema_beta > 0 (not official): the learner, the run's loader and the exported model all use the EMA G's, BN statistics included."
+    from stargan_v2.discogan import export_disco_trained
+    learn = _run(tmp_path/'run', CFG.replace(ema_beta=0.9, total_iters=4, save_every=4))
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    ema_out, raw_out = learn.make_translator()(x, 0, 1), DiscoTranslator(learn.model, learn.cfg)(x, 0, 1)
+    assert not torch.allclose(ema_out, raw_out, atol=1e-4)               # after 4 iterations the average differs from the last G
+    _, tr = load_translator(tmp_path/'run')
+    assert torch.equal(tr(x, 0, 1), ema_out)
+    _, raw = load_translator(tmp_path/'run'/'checkpoints'/'000004_nets.ckpt')   # a named file: exactly that one
+    assert torch.equal(raw(x, 0, 1), raw_out)
+    bn = tr.nets.pair_0_1.G_AB.encoder[1][1]
+    assert torch.equal(bn.running_var, learn.nets_ema.pair_0_1.G_AB.encoder[1][1].running_var)
+    assert not torch.equal(bn.running_var, learn.model.pair_0_1.G_AB.encoder[1][1].running_var)
+    export_disco_trained(tmp_path/'run', tmp_path/'exp', 'test', {})
+    _, te = load_translator(tmp_path/'exp')
+    assert (te(x, 0, 1) - ema_out).abs().max() < 2e-2                     # fp16 on disk
+    with pytest.raises(ValueError, match=r'ema_beta must be in \[0, 1\)'): CFG.replace(ema_beta=1.)
 
 @pytest.mark.reliability
 def test_nan_guard_stops_before_the_step(tmp_path):
