@@ -14,7 +14,8 @@ and in the round trip of real targets (B -> A -> B, which carries whatever G_B->
 `arch` trains `DiscoConfig.shapes()` (all three pairs, one thread, as `benchmarks/train_discogan.py`) with architecture
 changes that are not config fields, all not official:
   --g full       G without any down- or upsampling, like StarGAN v1's Shapes G: a 3x3 conv to `--g-width` channels
-                 (LReLU), `--g-layers` 3x3 BN+ReLU convs at full resolution, a 3x3 conv to RGB and a Sigmoid;
+                 (LReLU), `--g-layers` 3x3 BN+ReLU convs at full resolution, a 3x3 conv to RGB and a Sigmoid (now also
+                 the config field `g_full`, at G width `dim`);
   --g-up         (preset G) the last 4x4 transposed conv replaced by nearest x2 and two 3x3 convs (16 channels, BN);
   --d-full       each D gets a stride-1 3x3 conv (16 channels) at full resolution before its first stride-2 conv;
   --decay-start  the lr of G and D falls linearly from `lr` at that iteration to 0 at `total_iters` (DiscoGAN keeps it
@@ -32,15 +33,10 @@ import torch
 from torch import nn
 from fastai.callback.core import Callback
 
-class FullResGenerator(nn.Module):
-    "A DiscoGAN-style G (BN, ReLU, Sigmoid, no biases) that never leaves full resolution; [0,1] images in and out."
-    def __init__(self, width:int=32, layers:int=3):
-        super().__init__()
-        from stargan_v2.discogan import _block
-        self.encoder = nn.Sequential(_block(3, width, bn=False, ks=3, stride=1, pad=1),
-                                     *[_block(width, width, act='relu', ks=3, stride=1, pad=1) for _ in range(layers)])
-        self.decoder = nn.Sequential(_block(width, 3, bn=False, act='sigmoid', ks=3, stride=1, pad=1))
-    def forward(self, x): return self.decoder(self.encoder(x))
+def FullResGenerator(width:int=32, layers:int=3) -> nn.Module:
+    "A DiscoGAN-style G (BN, ReLU, Sigmoid, no biases) that never leaves full resolution: the library's `DiscoGenerator(full=...)`, at any width."
+    from stargan_v2.discogan import DiscoGenerator
+    return DiscoGenerator(16, width, full=layers)
 
 def _up_output(G:nn.Module):
     "Replace G's last 4x4 transposed conv (+ Sigmoid) with nearest x2 and two 3x3 convs."

@@ -58,8 +58,15 @@ class DiscoGenerator(nn.Module):
     "Conv encoder-decoder without skips: [0,1] images in, [0,1] images (Sigmoid) out, same size; halves down to `min_size` (official 4)."
     def __init__(self, img_size:int=64, dim:int=64, extra_layers:bool=False, bottleneck:int=100,
                  min_size:int=4,   # not official if > 4: stop halving at this side (e.g. 8 at 16 px: one stride-2 conv)
-                 mid:int=0):       # not official: stride-1 3x3 BN'd convs at the bottleneck, widths w -> 2w (x mid), then 2w -> w
+                 mid:int=0,        # not official: stride-1 3x3 BN'd convs at the bottleneck, widths w -> 2w (x mid), then 2w -> w
+                 full:int=0):      # not official (0 = off): no down/upsampling at all: 3x3 conv to `dim`, `full` 3x3 BN+ReLU convs, 3x3 conv to RGB
         super().__init__()
+        if full:   # StarGAN v1's Shapes G has this shape (lesson 12): every layer at full resolution
+            if min_size != 4 or mid or extra_layers: raise ValueError("DiscoGenerator: full (a G at full resolution) excludes min_size, mid and extra_layers")
+            self.encoder = nn.Sequential(_block(3, dim, bn=False, ks=3, stride=1, pad=1),
+                                         *[_block(dim, dim, act='relu', ks=3, stride=1, pad=1) for _ in range(full)])
+            self.decoder = nn.Sequential(_block(dim, 3, bn=False, act='sigmoid', ks=3, stride=1, pad=1))
+            return
         ws = disco_widths(img_size, dim)
         if min_size != 4:
             if min_size not in (8, 16, 32) or min_size >= img_size: raise ValueError(f"DiscoGenerator: min_size must be 4 (official) or a power of two in 8..32 below img_size ({img_size}), not {min_size}")
@@ -97,9 +104,9 @@ class DiscoDiscriminator(nn.Module):
 # %% ../nbs/13_discogan.ipynb #eabc3cc5
 class DiscoPair(nn.Module):
     "The four networks of one pair of domains: G_AB (A->B), G_BA (B->A), D_A (judges A), D_B (judges B)."
-    def __init__(self, img_size:int, dim:int, extra_layers:bool=False, d_min_size:int=4, g_min_size:int=4, g_mid:int=0):
+    def __init__(self, img_size:int, dim:int, extra_layers:bool=False, d_min_size:int=4, g_min_size:int=4, g_mid:int=0, g_full:int=0):
         super().__init__()
-        self.G_AB, self.G_BA = (DiscoGenerator(img_size, dim, extra_layers, min_size=g_min_size, mid=g_mid) for _ in range(2))
+        self.G_AB, self.G_BA = (DiscoGenerator(img_size, dim, extra_layers, min_size=g_min_size, mid=g_mid, full=g_full) for _ in range(2))
         self.D_A, self.D_B = (DiscoDiscriminator(img_size, dim, d_min_size) for _ in range(2))
 
 class DiscoNets(nn.Module):
@@ -108,7 +115,7 @@ class DiscoNets(nn.Module):
         super().__init__()
         self.pairs = pair_list(cfg)
         for a, b in self.pairs: self.add_module(f'pair_{a}_{b}', DiscoPair(cfg.img_size, cfg.dim, cfg.extra_layers, cfg.d_min_size,
-                                                                    cfg.g_min_size, cfg.g_mid))
+                                                                    cfg.g_min_size, cfg.g_mid, cfg.g_full))
     def pair(self, a:int, b:int) -> DiscoPair: return getattr(self, f'pair_{a}_{b}')
     def generator(self, src:int, trg:int) -> nn.Module:
         "The G that maps domain `src` to domain `trg`."
@@ -174,6 +181,7 @@ class DiscoConfig:
     d_min_size:int=4            # D halves the image down to this side, then a valid conv (official 4; not official: 2, 1)
     g_min_size:int=4            # G halves the image down to this side (official 4; not official: 8, 16, 32)
     g_mid:int=0                 # not official (0 = none): stride-1 3x3 BN'd convs at G's bottleneck (widths w -> 2w, then back to w)
+    g_full:int=0                # not official (0 = off): G never leaves full resolution, with this many 3x3 BN'd layers of `dim` channels
     # losses
     arch:str='discogan'         # 'discogan' (both directions), 'recongan' (A->B + recon of A) or 'gan' (A->B only)
     lambda_gan:float=0.1        # weight of the BCE GAN term inside the adversarial part
@@ -212,6 +220,9 @@ def _checked(cfg:DiscoConfig) -> DiscoConfig:
     if cfg.model != 'discogan': raise ValueError(f"DiscoConfig.model must be 'discogan', not {cfg.model!r}")
     if cfg.d_min_size not in (1, 2, 4): raise ValueError(f"DiscoConfig.d_min_size must be 4 (official), 2 or 1, not {cfg.d_min_size}")
     if not 0 <= cfg.ema_beta < 1: raise ValueError(f"DiscoConfig.ema_beta must be in [0, 1) (0 = no EMA), not {cfg.ema_beta}")
+    if cfg.g_full and (cfg.g_min_size != 4 or cfg.g_mid or cfg.extra_layers):
+        raise ValueError(f"DiscoConfig.g_full={cfg.g_full} (a G at full resolution) excludes g_min_size={cfg.g_min_size}, g_mid={cfg.g_mid} "
+                         f"and extra_layers={cfg.extra_layers}: set g_min_size=4 g_mid=0 extra_layers=False with it")
     if cfg.lambda_mis < 0: raise ValueError(f"DiscoConfig.lambda_mis must be >= 0, not {cfg.lambda_mis}")
     disco_depth(cfg.img_size); pair_list(cfg)
     return cfg

@@ -35,6 +35,9 @@ def test_generator_bottleneck_option(tmp_path):
     assert DiscoGenerator(16, 8).encoder(torch.rand(1, 3, 16, 16)).shape[-1] == 4   # the official rule: down to 4x4
     with pytest.raises(ValueError, match='below img_size'): DiscoGenerator(16, 8, min_size=16)
     with pytest.raises(ValueError, match='min_size=4'): DiscoGenerator(64, 8, extra_layers=True, min_size=8)
+    G = DiscoGenerator(16, 32, full=3)                      # not official: no down/upsampling (g_full)
+    assert count_params(G) == 29_568 and G.encoder(torch.rand(1, 3, 16, 16)).shape == (1, 32, 16, 16)
+    with pytest.raises(ValueError, match='set g_min_size=4 g_mid=0'): DiscoConfig.tiny(g_full=2, g_min_size=8)
     cfg = CFG.replace(g_min_size=8, g_mid=2, total_iters=2, save_every=2)
     learn = _run(tmp_path, cfg)
     _, tr = load_translator(tmp_path)
