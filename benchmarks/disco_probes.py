@@ -12,7 +12,9 @@ orientation, it prints how often the ruler (`measure_shapes`) reads the target s
 and in the round trip of real targets (B -> A -> B, which carries whatever G_B->A hid), with the round trip's mean L1.
 
 `arch` trains `DiscoConfig.shapes()` (all three pairs, one thread, as `benchmarks/train_discogan.py`) with architecture
-changes that are not config fields, all not official:
+changes that are not config fields, all not official. Since 3 Dec the preset itself has the full-resolution G and an EMA
+of the G's (β 0.995); `--set g_full=0 g_min_size=8 g_mid=2 ema_beta=0 total_iters=4000` gives the preset these probes
+started from. The scores at the checkpoints and of the "raw" G are always those of the trained G's (`*_nets.ckpt`).
   --g full       G without any down- or upsampling, like StarGAN v1's Shapes G: a 3x3 conv to `--g-width` channels
                  (LReLU), `--g-layers` 3x3 BN+ReLU convs at full resolution, a 3x3 conv to RGB and a Sigmoid (now also
                  the config field `g_full`, at G width `dim`);

@@ -24,8 +24,9 @@ def test_official_param_counts():
     assert count_params(DiscoGenerator(64, 64)) == 5_513_856
     assert count_params(DiscoGenerator(64, 64, extra_layers=True)) == 7_153_480
     assert count_params(DiscoDiscriminator(64, 64)) == 2_765_568
-    assert count_params(DiscoNets(DiscoConfig.shapes())) == 3 * 2 * (77_120 + 166_272)   # G to 8x8 + 2 mid layers, D down to 2x2
-    assert count_params(DiscoNets(DiscoConfig.shapes(d_min_size=4, g_min_size=4, g_mid=0))) == 3 * 2 * (68_800 + 35_456)   # official nets at 16 px
+    assert count_params(DiscoNets(DiscoConfig.shapes())) == 3 * 2 * (29_568 + 166_272)   # G at full resolution, D down to 2x2
+    assert count_params(DiscoNets(DiscoConfig.shapes(g_full=0, g_min_size=8, g_mid=2))) == 3 * 2 * (77_120 + 166_272)   # the earlier preset's G
+    assert count_params(DiscoNets(DiscoConfig.shapes(d_min_size=4, g_full=0))) == 3 * 2 * (68_800 + 35_456)   # official nets at 16 px
 
 def test_generator_bottleneck_option(tmp_path):
     "g_min_size / g_mid (not official): G halves only to that side, mid layers keep the size; the run's config rebuilds the same nets on loading."
