@@ -3,7 +3,7 @@
 Usage:
   python benchmarks/v1_probes.py fooled RUN [--iter N]                 # is D's classifier fooled by G's failed translations?
   python benchmarks/v1_probes.py fake-class [--lambda-fake 1] [--g-k-only] [--lambda-id 0] [--g-skip] [--g-mask [OFFSET]]
-                                           [--set KEY=VALUE ...] [--out DIR]
+                                           [--mask-price W] [--set KEY=VALUE ...] [--out DIR]
   python benchmarks/v1_probes.py domain-critic [--set KEY=VALUE ...] [--out DIR]
 
 `fooled` loads a v1 run's checkpoint (G, its EMA and D), translates the 100 val sources of every domain into every other
@@ -21,7 +21,10 @@ images only. Add `--set lambda_rec=1` for the earlier preset's reconstruction we
 change of its tanh's input, G(x, c) = tanh(atanh(0.999·x) + h(x, c)), so h = 0 is the identity (a skip from input to
 output; v1's G has none): does it keep the source's hue, which the cycle alone leaves to the seed? `--g-mask`: G draws a
 colour image o and a mask m (a 4th output channel through a sigmoid, its logit offset by `--g-mask OFFSET`: 2, the default, starts m near 0.88, 0 at 0.5) and returns m·x + (1 − m)·o,
-copying the source where m ≈ 1 (GANimation's attention mask; not in v1). Runs made with either flag hold a G that only this
+copying the source where m ≈ 1 (GANimation's attention mask; not in v1). `--mask-price W` (with `--g-mask`): G also
+pays W times the mean of −log(1 − m) over its translations and reconstructions in each G step, a price on copying in
+the spirit of GANimation's mask term (which is W·mean(m); its gradient vanishes once the sigmoid saturates at m ≈ 1,
+this one's gradient with respect to the logit is W·m, strongest there). Runs made with either flag hold a G that only this
 script's patch rebuilds: the library's loader does not know them.
 
 `domain-critic` trains the earlier preset (`lambda_rec=1 lambda_fake=0`, before 3 Dec) with D's critic map split into one map per domain (StarGAN v2's multi-branch D, not
@@ -68,12 +71,17 @@ def fake_class(a):
     "The preset with `lambda_fake` (the library's fake class, lesson 12) at `--lambda-fake`, plus the probe-only variants."
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import stargan_v2.v1 as V, train_v1
-    _g_loss = V.v1_g_loss
+    _g_loss, masks = V.v1_g_loss, []
+    if a.mask_price and a.g_mask is None: raise SystemExit('v1_probes.py: --mask-price needs --g-mask')
     def v1_g_loss(nets, cfg, x_real, y_org, c_org, y_trg, c_trg):   # `stargan_v2.v1.v1_g_loss`, with the probe's variants
         if a.g_k_only:   # G's classification term over the K domain logits only: v1_g_loss sees D without the fake logit
             D = nets.discriminator
             nets = types.SimpleNamespace(generator=nets.generator, discriminator=lambda x: (lambda src, cls: (src, cls[:, :cfg.num_domains]))(*D(x)))
+        masks.clear()
         loss, parts = _g_loss(nets, cfg, x_real, y_org, c_org, y_trg, c_trg)
+        if a.mask_price and masks:   # the masks of this G step's forwards (translation and reconstruction), recorded by `forward`
+            loss_m = torch.stack(masks).mean()
+            loss, parts['loss_mask'] = loss + a.mask_price * loss_m, loss_m.item()
         if a.lambda_id:
             loss_id = (nets.generator(x_real, c_org) - x_real).abs().mean()
             loss, parts['loss_id'] = loss + a.lambda_id * loss_id, loss_id.item()
@@ -91,6 +99,7 @@ def fake_class(a):
         def forward(self, x, c):
             o = self.main[-2](self.main[:-2](V.tile_label(x, c)))
             m = torch.sigmoid(o[:, 3:] + a.g_mask)   # the offset sets where m starts: 2 -> 0.88, 0 -> 0.5
+            masks.append(F.softplus(o[:, 3:] + a.g_mask).mean())   # --mask-price: -log(1 - m), emptied at the start of each G loss
             return m * x + (1 - m) * torch.tanh(o[:, :3])
         V.Generator.__init__, V.Generator.forward = __init__, forward
     train_v1.main(['--threads', '1', '--set', f'lambda_fake={a.lambda_fake}'] + a.set + (['--out', a.out] if a.out else []))
@@ -136,6 +145,7 @@ def main(argv=None):
     p.add_argument('--lambda-id', type=float, default=0., help="fake-class: weight of an identity term |G(x, c_org) - x|")
     p.add_argument('--g-mask', type=float, nargs='?', const=2., default=None, metavar='OFFSET',
                    help="fake-class: G(x, c) = m x + (1 - m) o, a colour o and a copy mask m = sigmoid(logit + OFFSET) drawn by G (default offset 2)")
+    p.add_argument('--mask-price', type=float, default=0., metavar='W', help="fake-class with --g-mask: G pays W * mean(-log(1 - m)), a price on copying")
     p.add_argument('--g-skip', action='store_true', help="fake-class: G(x, c) = tanh(atanh(0.999 x) + h(x, c)), a skip from input to output")
     p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='fake-class, domain-critic: override preset fields')
     p.add_argument('--out', default=None, help='fake-class, domain-critic: run folder')

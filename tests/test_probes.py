@@ -1,5 +1,6 @@
 "The probe scripts of issues #13, #14 and #19 (benchmarks/v1_probes.py, disco_probes.py, pattern_probes.py): what they measure works."
 import importlib.util, math
+import pytest
 from pathlib import Path
 import torch
 import stargan_v2.v1 as V
@@ -107,6 +108,17 @@ def test_v1_probes_g_mask_copies_where_the_mask_says(tmp_path, monkeypatch):
     assert torch.allclose(G(x, c), x, atol=1e-5)
     sd = torch.load(tmp_path/'mask'/'checkpoints'/'000002_nets.ckpt', weights_only=True)
     assert [tuple(w.shape[:1] + w.shape[2:]) for w in sd['generator'].values() if w.ndim == 4][-1] == (4, 7, 7)   # the trained G's last conv
+
+def test_v1_probes_mask_price_is_paid_in_g_steps(tmp_path, monkeypatch):
+    "v1_probes.py fake-class --g-mask --mask-price W: G's loss gains W * mean(-log(1 - m)); the term is logged; it needs --g-mask."
+    P = _load('v1_probes')
+    for k in ('forward', '__init__'): monkeypatch.setattr(V.Generator, k, getattr(V.Generator, k))
+    monkeypatch.setattr(V, 'v1_g_loss', V.v1_g_loss)
+    P.main(['fake-class', '--g-mask', '2', '--mask-price', '0.1', '--out', str(tmp_path/'price'),
+            '--set', 'total_iters=2', 'save_every=2', 'sample_every=2', 'print_every=1', 'batch_size=4'])
+    logged = [float(l.split('G/loss_mask ')[1].split()[0]) for l in (tmp_path/'price'/'log.txt').read_text().splitlines() if 'G/loss_mask' in l]
+    assert logged and all(1.5 < v < 4 for v in logged)     # m starts near sigmoid(2): -log(1 - 0.88) = 2.1 nats
+    with pytest.raises(SystemExit, match='needs --g-mask'): P.main(['fake-class', '--mask-price', '1', '--out', str(tmp_path/'x')])
 
 def test_budget_times_the_real_loop_and_reads_manifests(tmp_path, capsys):
     "benchmarks/budget.py: s/iteration from the library's training loop, the recorded s/iteration from a manifest, one row per preset."
