@@ -85,18 +85,12 @@ def lr_decay(start:int|None):
     finally: dg.disco_iteration = orig
 
 class GEma(Callback):
-    "EMA copies of every G of a DiscoGAN learner (parameters and BN running statistics), one per beta, snapshotted every `every` iterations; not in DiscoGAN."
+    "EMA copies of every G of a DiscoGAN learner, one per beta, by the library's `DiscoNets.ema_copy` / `ema_update` (weights and BN running statistics), snapshotted every `every` iterations."
     order = 10
     def __init__(self, betas, every:int): self.betas, self.every, self.snaps, self.ema = list(betas), every, {}, {}
-    def before_fit(self): self.ema = {b: copy.deepcopy(self.learn.model).requires_grad_(False) for b in self.betas}
+    def before_fit(self): self.ema = {b: self.learn.model.ema_copy() for b in self.betas}
     def after_batch(self):
-        live = self.learn.model.state_dict()
-        with torch.no_grad():
-            for b, m in self.ema.items():
-                for (n, t), te in zip(live.items(), m.state_dict().values()):
-                    if '.G_' not in n: continue
-                    if te.is_floating_point(): te.lerp_(t, 1 - b)
-                    else: te.copy_(t)
+        for b, m in self.ema.items(): self.learn.model.ema_update(m, b)
         if self.learn.train_iter % self.every == 0:   # train_iter already counts this batch
             self.snaps[self.learn.train_iter] = {b: copy.deepcopy(m.state_dict()) for b, m in self.ema.items()}
 
@@ -149,7 +143,7 @@ def arch(a):
             sc = shapes_scores(tr, c, n_per_domain=50, num_outs=1)
             row = dict(iteration=int(f.name[:6]), acc=round(sc['acc_latent'], 3), pos_err=round(sc['pos_err_latent'], 2))
             for b, sd in (ema.snaps.get(row['iteration'], {}) if ema else {}).items():
-                m = copy.deepcopy(learn.model); m.load_state_dict(sd)
+                m = learn.model.ema_copy(); m.load_state_dict(sd)
                 for tag, mm in [('', m)] + ([('+recal', recalibrate_bn(copy.deepcopy(m), cfg))] if a.recal else []):
                     se = shapes_scores(dg.DiscoTranslator(mm, cfg, learn.dls.domains), cfg, n_per_domain=50, num_outs=1)
                     row[f'ema{b}{tag}'] = (round(se['acc_latent'], 3), round(se['pos_err_latent'], 2))
