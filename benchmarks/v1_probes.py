@@ -1,4 +1,4 @@
-"""Issue #13 probes: why StarGAN v1's Shapes preset stops short of 90 % target-domain accuracy, and one fix that is not adopted.
+"""Issue #13 probes: why StarGAN v1's Shapes preset stops short of 90 % target-domain accuracy, and the fixes tried.
 
 Usage:
   python benchmarks/v1_probes.py fooled RUN [--iter N]                 # is D's classifier fooled by G's failed translations?
@@ -19,13 +19,15 @@ look like a *real* member of its target domain, not merely land on the right sid
 images only. Add `--set lambda_rec=1` for the earlier preset's reconstruction weight. `--g-k-only`: G's term reads only the K domain logits;
 `--lambda-id W`: G also pays W·|G(x, c_org) − x|₁ (CycleGAN's identity term, for the colour). `--g-skip`: G predicts a
 change of its tanh's input, G(x, c) = tanh(atanh(0.999·x) + h(x, c)), so h = 0 is the identity (a skip from input to
-output; v1's G has none): does it keep the source's hue, which the cycle alone leaves to the seed? `--g-mask`: G draws a
-colour image o and a mask m (a 4th output channel through a sigmoid, its logit offset by `--g-mask OFFSET`: 2, the default, starts m near 0.88, 0 at 0.5) and returns m·x + (1 − m)·o,
-copying the source where m ≈ 1 (GANimation's attention mask; not in v1). `--mask-price W` (with `--g-mask`): G also
-pays W times the mean of −log(1 − m) over its translations and reconstructions in each G step, a price on copying in
-the spirit of GANimation's mask term (which is W·mean(m); its gradient vanishes once the sigmoid saturates at m ≈ 1,
-this one's gradient with respect to the logit is W·m, strongest there). Runs made with either flag hold a G that only this
-script's patch rebuilds: the library's loader does not know them.
+output; v1's G has none): does it keep the source's hue, which the cycle alone leaves to the seed? `--g-mask [OFFSET]` and `--mask-price W`
+are the library's copy mask since 3 Dec (`V1Config.g_copy`, `copy_init`, `lambda_copy`; lesson 12, *Keeping the source's
+colour*; not in v1): G draws a colour image o and a mask m (a 4th output channel through a sigmoid, its logit offset by
+OFFSET: 2, the default, starts m near 0.88, 0 at 0.5) and returns m·x + (1 − m)·o, copying the source where m ≈ 1
+(GANimation's attention mask), and pays W times the mean of −log(1 − m) over its translation and reconstruction in each
+G step, a price on copying (GANimation's own term, W·mean(m), stops pulling once the sigmoid saturates at m ≈ 1; this
+one's gradient with respect to the logit is W·m, strongest there). Without `--g-mask` the probe runs v1's G
+(`g_copy=False`), whatever the preset has. The lesson's rows made before the fields existed came from a patch of G in
+this script: the same G and price, its first weights drawn in another order.
 
 `domain-critic` trains the earlier preset (`lambda_rec=1 lambda_fake=0`, before 3 Dec) with D's critic map split into one map per domain (StarGAN v2's multi-branch D, not
 in v1): real images are judged on their own domain's map, fakes on the target's, the gradient penalty on the map of
@@ -71,38 +73,26 @@ def fake_class(a):
     "The preset with `lambda_fake` (the library's fake class, lesson 12) at `--lambda-fake`, plus the probe-only variants."
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import stargan_v2.v1 as V, train_v1
-    _g_loss, masks = V.v1_g_loss, []
+    _g_loss = V.v1_g_loss
     if a.mask_price and a.g_mask is None: raise SystemExit('v1_probes.py: --mask-price needs --g-mask')
     def v1_g_loss(nets, cfg, x_real, y_org, c_org, y_trg, c_trg):   # `stargan_v2.v1.v1_g_loss`, with the probe's variants
         if a.g_k_only:   # G's classification term over the K domain logits only: v1_g_loss sees D without the fake logit
             D = nets.discriminator
             nets = types.SimpleNamespace(generator=nets.generator, discriminator=lambda x: (lambda src, cls: (src, cls[:, :cfg.num_domains]))(*D(x)))
-        masks.clear()
         loss, parts = _g_loss(nets, cfg, x_real, y_org, c_org, y_trg, c_trg)
-        if a.mask_price and masks:   # the masks of this G step's forwards (translation and reconstruction), recorded by `forward`
-            loss_m = torch.stack(masks).mean()
-            loss, parts['loss_mask'] = loss + a.mask_price * loss_m, loss_m.item()
         if a.lambda_id:
             loss_id = (nets.generator(x_real, c_org) - x_real).abs().mean()
             loss, parts['loss_id'] = loss + a.lambda_id * loss_id, loss_id.item()
         return loss, parts
     V.v1_g_loss = v1_g_loss   # what the v1 trainer calls
     if a.g_skip:   # G predicts a change of tanh's input: G(x, c) = tanh(atanh(0.999 x) + h(x, c)), the identity when h = 0
-        def forward(self, x, c):
-            return torch.tanh(self.main[:-1](V.tile_label(x, c)) + torch.atanh(0.999 * x.clamp(-1, 1)))
-        V.Generator.forward = forward
-    if a.g_mask is not None:   # G draws a colour o and a mask m: G(x, c) = m·x + (1 − m)·o (GANimation's attention mask)
-        init = V.Generator.__init__
-        def __init__(self, *args, **kw):
-            init(self, *args, **kw)
-            c = self.main[-2]; self.main[-2] = torch.nn.Conv2d(c.in_channels, 4, c.kernel_size, c.stride, c.padding, bias=False)
-        def forward(self, x, c):
-            o = self.main[-2](self.main[:-2](V.tile_label(x, c)))
-            m = torch.sigmoid(o[:, 3:] + a.g_mask)   # the offset sets where m starts: 2 -> 0.88, 0 -> 0.5
-            masks.append(F.softplus(o[:, 3:] + a.g_mask).mean())   # --mask-price: -log(1 - m), emptied at the start of each G loss
-            return m * x + (1 - m) * torch.tanh(o[:, :3])
-        V.Generator.__init__, V.Generator.forward = __init__, forward
-    train_v1.main(['--threads', '1', '--set', f'lambda_fake={a.lambda_fake}'] + a.set + (['--out', a.out] if a.out else []))
+        def draw(self, x, c):   # what `Generator.forward` and `v1_g_loss` call
+            return torch.tanh(self.main[:-1](V.tile_label(x, c)) + torch.atanh(0.999 * x.clamp(-1, 1))), None
+        V.Generator.draw = draw
+    # --g-mask / --mask-price are the library's copy mask (`V1Config.g_copy`, `copy_init`, `lambda_copy`); the rows of lesson 12
+    # made before those fields existed patched G instead (the same G and price, its first weights drawn in another order)
+    mask = ['g_copy=False', 'lambda_copy=0'] if a.g_mask is None else ['g_copy=True', f'copy_init={a.g_mask}', f'lambda_copy={a.mask_price}']
+    train_v1.main(['--threads', '1', '--set', f'lambda_fake={a.lambda_fake}'] + mask + a.set + (['--out', a.out] if a.out else []))
 
 def domain_critic(a):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -50,12 +50,15 @@ class V1Config:
     sa_g:bool=False             # lesson 12a: a self-attention block in G after its first transposed conv
     sa_d:bool=False             # lesson 12a: a self-attention block in D after its first conv
     sn:bool=False               # lesson 12a: spectral norm on D's trunk and src head (not on the cls head)
+    g_copy:bool=False           # not in v1: G draws a copy mask m too, G(x, c) = m·x + (1 − m)·tanh(o) (GANimation's attention mask)
+    copy_init:float=2.          # with g_copy: m = σ(logit + copy_init), so m starts near σ(2) = 0.88, mostly a copy
     # losses
     adv:str='wgan-gp'           # D's adversarial loss: 'wgan-gp' (official) or 'hinge' (lesson 12a)
     lambda_cls:float=1.         # domain classification weight
     lambda_rec:float=10.        # L1 reconstruction weight
     lambda_gp:float=10.         # WGAN-GP weight (0: no penalty is computed)
     lambda_fake:float=0.        # not in v1 (0 = off): D's classifier gets a (K+1)-th "fake" class, learnt on G's fakes with this weight
+    lambda_copy:float=0.        # not in v1 (0 = off; needs g_copy): G pays λ·mean(−log(1 − m)), a price on copying the source
     # optimisation
     n_critic:int=5              # one G update every n_critic D updates
     total_iters:int=200_000     # D iterations (num_iters)
@@ -83,7 +86,11 @@ def _v1_replace(self:V1Config, **kwargs) -> V1Config:
     if kwargs.get('decay', 'linear') not in ('linear', 'official', 'none'):
         raise ValueError(f"decay must be 'linear', 'official' or 'none', not {kwargs['decay']!r}")
     if kwargs.get('adv', 'wgan-gp') not in ('wgan-gp', 'hinge'): raise ValueError(f"adv must be 'wgan-gp' or 'hinge', not {kwargs['adv']!r}")
-    return config_replace(self, **kwargs)
+    new = config_replace(self, **kwargs)
+    if new.lambda_copy < 0: raise ValueError(f"lambda_copy must be >= 0, not {new.lambda_copy}")
+    if new.lambda_copy > 0 and not new.g_copy:
+        raise ValueError(f"lambda_copy={new.lambda_copy} prices G's copy mask, which this config has not got: set g_copy=True too, or lambda_copy=0")
+    return new
 V1Config.replace = _v1_replace
 
 V1Config.from_dict = classmethod(config_from_dict)   # ignores unknown keys
@@ -94,30 +101,30 @@ def _v1_official(cls, **kw) -> V1Config:
     return cls(name='official').replace(**kw)
 
 def _v1_shapes(cls, **kw) -> V1Config:
-    "CPU preset for Shapes (16 px, 3 domains): the official topology scaled down, with calibrated departures (see the tables): a fake class in D's classifier, no decay, EMA of G."
+    "CPU preset for Shapes (16 px, 3 domains): the official topology scaled down, with calibrated departures (see the tables): a fake class in D's classifier, a priced copy mask in G, no decay, EMA of G."
     return cls(name='shapes', data='shapes', img_size=16, num_domains=3, g_conv_dim=16, d_conv_dim=64, g_repeat_num=6, g_down_num=0,
-               d_repeat_num=3, lambda_rec=7., lambda_fake=1., n_critic=2, total_iters=6000, decay_iters=3000, lr_update_step=30, decay='none', ema_beta=0.999,
+               d_repeat_num=3, lambda_rec=7., lambda_fake=1., g_copy=True, lambda_copy=0.3, n_critic=2, total_iters=8000, decay_iters=3000, lr_update_step=30, decay='none', ema_beta=0.999,
                lr=1e-3, d_lr=1e-3, batch_size=16,
                val_batch_size=32, seed=777, print_every=250, sample_every=1000, save_every=1000, num_workers=0).replace(**kw)
 
 def _v1_tiny(cls, **kw) -> V1Config:
     "Smoke-test size for CI: 16 px, very narrow nets, a handful of iterations."
     return cls(name='tiny', data='shapes', img_size=16, num_domains=3, g_conv_dim=4, d_conv_dim=8, g_repeat_num=1,
-               d_repeat_num=3, n_critic=2, total_iters=10, decay_iters=6, lr_update_step=2, batch_size=4, val_batch_size=4, ema_beta=0.9, lambda_fake=1.,
+               d_repeat_num=3, n_critic=2, total_iters=10, decay_iters=6, lr_update_step=2, batch_size=4, val_batch_size=4, ema_beta=0.9, lambda_fake=1., g_copy=True, lambda_copy=0.3,
                seed=0, print_every=1, sample_every=5, save_every=5, num_workers=0).replace(**kw)
 
 def _v1_shapes_sa(cls, **kw) -> V1Config:
-    "Lesson 12a: the `shapes` networks with SAGAN's recipe: SA in G and D, hinge, SN on D, no GP, TTUR (D lr 4× G lr), Adam(0, 0.9), 1:1; λ_rec 1, linear decay, no EMA, no fake class."
+    "Lesson 12a: the `shapes` networks with SAGAN's recipe: SA in G and D, hinge, SN on D, no GP, TTUR (D lr 4× G lr), Adam(0, 0.9), 1:1; λ_rec 1, linear decay, no EMA, no fake class, no copy mask."
     b = cls.shapes()
     return b.replace(name='shapes_sa', adv='hinge', sn=True, sa_g=True, sa_d=True, lambda_gp=0., n_critic=1, lr=b.lr / 2, d_lr=b.d_lr * 2,
                      beta1=0., beta2=0.9, total_iters=4000, decay_iters=2000, lr_update_step=20, decay='linear', ema_beta=0., lambda_rec=1.,
-                     lambda_fake=0.).replace(**kw)
+                     lambda_fake=0., g_copy=False, lambda_copy=0.).replace(**kw)
 
 def _v1_tiny_sa(cls, **kw) -> V1Config:
-    "`tiny` with lesson 12a's recipe (SA, hinge, SN, TTUR, 1:1, no EMA, no fake class): the CI size of `shapes_sa` (lesson 14 trains it)."
+    "`tiny` with lesson 12a's recipe (SA, hinge, SN, TTUR, 1:1, no EMA, no fake class, no copy mask): the CI size of `shapes_sa` (lesson 14 trains it)."
     b = cls.tiny()
     return b.replace(name='tiny_sa', adv='hinge', sn=True, sa_g=True, sa_d=True, lambda_gp=0., n_critic=1, lr=b.lr / 2, d_lr=b.d_lr * 2,
-                     beta1=0., beta2=0.9, ema_beta=0., lambda_fake=0.).replace(**kw)
+                     beta1=0., beta2=0.9, ema_beta=0., lambda_fake=0., g_copy=False, lambda_copy=0.).replace(**kw)
 
 V1Config.official, V1Config.shapes, V1Config.shapes_sa, V1Config.tiny, V1Config.tiny_sa = (
     classmethod(f) for f in (_v1_official, _v1_shapes, _v1_shapes_sa, _v1_tiny, _v1_tiny_sa))
@@ -152,7 +159,9 @@ class ResidualBlock(nn.Module):
 class Generator(nn.Module):
     "StarGAN v1 G(x, c): 7×7 conv, `down` (official 2) stride-2 convs, `repeat_num` residual blocks, `down` transposed convs, 7×7 conv, tanh."
     def __init__(self, conv_dim:int=64, c_dim:int=5, repeat_num:int=6, padding_mode:str='zeros', down:int=2,
-                 sa:bool=False):   # lesson 12a: self-attention after the first transposed conv (down=0: after the res blocks)
+                 sa:bool=False,    # lesson 12a: self-attention after the first transposed conv (down=0: after the res blocks)
+                 copy:bool=False,  # not in v1: a 4th output channel, the copy mask's logit (see *Keeping the source's colour*)
+                 copy_init:float=2.):  # the mask's starting offset: m = σ(logit + copy_init)
         super().__init__()
         layers, d = _conv_in_relu(3 + c_dim, conv_dim, 7, 1, padding_mode=padding_mode), conv_dim
         for _ in range(down): layers += _conv_in_relu(d, d * 2, 4, 2); d *= 2           # down-sampling
@@ -161,10 +170,18 @@ class Generator(nn.Module):
             layers += _conv_in_relu(d, d // 2, 4, 2, transpose=True); d //= 2                  # up-sampling
             if sa and i == 0: layers.append(SelfAttention(d))
         if sa and down == 0: layers.append(SelfAttention(d))
-        layers += [nn.Conv2d(d, 3, 7, 1, 3, bias=False), nn.Tanh()]
-        self.main, self.c_dim = nn.Sequential(*layers), c_dim
+        layers += [nn.Conv2d(d, 4 if copy else 3, 7, 1, 3, bias=False), nn.Tanh()]
+        self.main, self.c_dim, self.copy, self.copy_init = nn.Sequential(*layers), c_dim, copy, copy_init
 
-    def forward(self, x:Tensor, c:Tensor) -> Tensor: return self.main(tile_label(x, c))
+    def draw(self, x:Tensor, c:Tensor) -> tuple:
+        "(G(x, c), the copy mask's logit (B,1,H,W), or None for v1's G)."
+        if not self.copy: return self.main(tile_label(x, c)), None
+        o = self.main[:-1](tile_label(x, c))
+        logit = o[:, 3:] + self.copy_init
+        m = torch.sigmoid(logit)
+        return m * x + (1 - m) * self.main[-1](o[:, :3]), logit
+
+    def forward(self, x:Tensor, c:Tensor) -> Tensor: return self.draw(x, c)[0]
 
 # %% ../nbs/12_stargan_v1.ipynb #7f7d5899
 class Discriminator(nn.Module):
@@ -199,7 +216,7 @@ class V1Nets(nn.Module):
         return V1Nets(copy.deepcopy(self.generator).requires_grad_(False), None)
 
 def _generator(cfg:V1Config) -> Generator:
-    return Generator(cfg.g_conv_dim, cfg.num_domains, cfg.g_repeat_num, down=cfg.g_down_num, sa=cfg.sa_g)
+    return Generator(cfg.g_conv_dim, cfg.num_domains, cfg.g_repeat_num, down=cfg.g_down_num, sa=cfg.sa_g, copy=cfg.g_copy, copy_init=cfg.copy_init)
 
 def d_classes(cfg) -> int:
     "Outputs of D's classification head: one per domain, plus a \"fake\" class when `cfg.lambda_fake > 0` (not in v1)."
@@ -257,14 +274,20 @@ def v1_d_loss(nets, cfg:V1Config,
 
 # %% ../nbs/12_stargan_v1.ipynb #90694b92
 def v1_g_loss(nets, cfg:V1Config, x_real:Tensor, y_org:Tensor, c_org:Tensor, y_trg:Tensor, c_trg:Tensor) -> tuple:
-    "G's objective: −D(G(x,c)) + λ_cls·CE(D_cls(G(x,c)), c) + λ_rec·|x − G(G(x,c), c')|₁."
+    "G's objective: −D(G(x,c)) + λ_cls·CE(D_cls(G(x,c)), c) + λ_rec·|x − G(G(x,c), c')|₁ (+ λ_copy·mean(−log(1 − m)) with a copy mask)."
     G, D = nets.generator, nets.discriminator
-    x_fake = G(x_real, c_trg)
+    x_fake, l_fake = G.draw(x_real, c_trg)
     out_src, out_cls = D(x_fake)
     loss_fake, loss_cls = -out_src.mean(), classification_loss(out_cls, y_trg)
-    loss_rec = (x_real - G(x_fake, c_org)).abs().mean()
+    x_rec, l_rec = G.draw(x_fake, c_org)
+    loss_rec = (x_real - x_rec).abs().mean()
     loss = loss_fake + cfg.lambda_rec * loss_rec + cfg.lambda_cls * loss_cls
-    return loss, {'loss_fake': loss_fake.item(), 'loss_rec': loss_rec.item(), 'loss_cls': loss_cls.item()}
+    parts = {'loss_fake': loss_fake.item(), 'loss_rec': loss_rec.item(), 'loss_cls': loss_cls.item()}
+    lam = getattr(cfg, 'lambda_copy', 0.)   # not in v1; lesson 12b's config has no copy mask
+    if lam > 0 and l_fake is not None:      # −log(1 − m) = softplus(logit), over the translation and the way back
+        loss_copy = (F.softplus(l_fake).mean() + F.softplus(l_rec).mean()) / 2
+        loss = loss + lam * loss_copy; parts['loss_copy'] = loss_copy.item()
+    return loss, parts
 
 # %% ../nbs/12_stargan_v1.ipynb #8e07e984
 HAIR_ATTRS = ('Black_Hair', 'Blond_Hair', 'Brown_Hair', 'Gray_Hair')

@@ -1,5 +1,5 @@
 "The probe scripts of issues #13, #14 and #19 (benchmarks/v1_probes.py, disco_probes.py, pattern_probes.py): what they measure works."
-import importlib.util, math
+import importlib.util, json, math
 import pytest
 from pathlib import Path
 import torch
@@ -86,7 +86,7 @@ def test_disco_probes_ema_averages_every_g(tmp_path, capsys):
 def test_v1_probes_g_skip_starts_from_the_identity(tmp_path, monkeypatch):
     "v1_probes.py fake-class --g-skip: G(x, c) = tanh(atanh(0.999 x) + h), so a G whose last conv is zero returns 0.999 x."
     P = _load('v1_probes')
-    monkeypatch.setattr(V, 'v1_g_loss', V.v1_g_loss); monkeypatch.setattr(V.Generator, 'forward', V.Generator.forward)
+    monkeypatch.setattr(V, 'v1_g_loss', V.v1_g_loss); monkeypatch.setattr(V.Generator, 'draw', V.Generator.draw)
     P.main(['fake-class', '--g-skip', '--out', str(tmp_path/'skip'),
             '--set', 'total_iters=2', 'save_every=2', 'sample_every=2', 'print_every=1', 'batch_size=4'])
     G = V.Generator(8, 3, 1, down=0)
@@ -94,31 +94,21 @@ def test_v1_probes_g_skip_starts_from_the_identity(tmp_path, monkeypatch):
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     assert torch.allclose(G(x, torch.eye(3)[:2]), 0.999 * x, atol=1e-5)
 
-def test_v1_probes_g_mask_copies_where_the_mask_says(tmp_path, monkeypatch):
-    "v1_probes.py fake-class --g-mask OFFSET: G(x, c) = m x + (1 - m) o with m = sigmoid(logit + OFFSET) from a 4th output channel."
+def test_v1_probes_g_mask_is_the_library_copy_mask(tmp_path, monkeypatch):
+    "v1_probes.py fake-class --g-mask OFFSET --mask-price W sets V1Config.g_copy / copy_init / lambda_copy; the price is logged; it needs --g-mask."
     P = _load('v1_probes')
-    for k in ('forward', '__init__'): monkeypatch.setattr(V.Generator, k, getattr(V.Generator, k))
-    monkeypatch.setattr(V, 'v1_g_loss', V.v1_g_loss)
-    P.main(['fake-class', '--g-mask', '30', '--out', str(tmp_path/'mask'),
-            '--set', 'total_iters=2', 'save_every=2', 'sample_every=2', 'print_every=1', 'batch_size=4'])
-    G = V.Generator(8, 3, 1, down=0)
-    assert G.main[-2].out_channels == 4
-    x, c = torch.rand(2, 3, 16, 16) * 2 - 1, torch.eye(3)[:2]
-    with torch.no_grad(): G.main[-2].weight.mul_(1e-3)   # logits near 0: m = sigmoid(30) = 1, the source is copied
-    assert torch.allclose(G(x, c), x, atol=1e-5)
-    sd = torch.load(tmp_path/'mask'/'checkpoints'/'000002_nets.ckpt', weights_only=True)
-    assert [tuple(w.shape[:1] + w.shape[2:]) for w in sd['generator'].values() if w.ndim == 4][-1] == (4, 7, 7)   # the trained G's last conv
-
-def test_v1_probes_mask_price_is_paid_in_g_steps(tmp_path, monkeypatch):
-    "v1_probes.py fake-class --g-mask --mask-price W: G's loss gains W * mean(-log(1 - m)); the term is logged; it needs --g-mask."
-    P = _load('v1_probes')
-    for k in ('forward', '__init__'): monkeypatch.setattr(V.Generator, k, getattr(V.Generator, k))
     monkeypatch.setattr(V, 'v1_g_loss', V.v1_g_loss)
     P.main(['fake-class', '--g-mask', '2', '--mask-price', '0.1', '--out', str(tmp_path/'price'),
             '--set', 'total_iters=2', 'save_every=2', 'sample_every=2', 'print_every=1', 'batch_size=4'])
-    logged = [float(l.split('G/loss_mask ')[1].split()[0]) for l in (tmp_path/'price'/'log.txt').read_text().splitlines() if 'G/loss_mask' in l]
+    cfg = V.V1Config.from_dict(json.loads((tmp_path/'price'/'config.json').read_text()))
+    assert (cfg.g_copy, cfg.copy_init, cfg.lambda_copy) == (True, 2., 0.1)
+    sd = torch.load(tmp_path/'price'/'checkpoints'/'000002_nets.ckpt', weights_only=True)
+    assert sd['generator']['main.%d.weight' % (len(V.build_v1(cfg).generator.main) - 2)].shape[0] == 4   # the copy mask's channel
+    logged = [float(l.split('G/loss_copy ')[1].split()[0]) for l in (tmp_path/'price'/'log.txt').read_text().splitlines() if 'G/loss_copy' in l]
     assert logged and all(1.5 < v < 4 for v in logged)     # m starts near sigmoid(2): -log(1 - 0.88) = 2.1 nats
     with pytest.raises(SystemExit, match='needs --g-mask'): P.main(['fake-class', '--mask-price', '1', '--out', str(tmp_path/'x')])
+    P.main(['fake-class', '--out', str(tmp_path/'plain'), '--set', 'total_iters=1', 'save_every=1', 'sample_every=1', 'batch_size=4'])
+    assert not V.V1Config.from_dict(json.loads((tmp_path/'plain'/'config.json').read_text())).g_copy   # v1's G without the flag
 
 def test_budget_times_the_real_loop_and_reads_manifests(tmp_path, capsys):
     "benchmarks/budget.py: s/iteration from the library's training loop, the recorded s/iteration from a manifest, one row per preset."

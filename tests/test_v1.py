@@ -223,3 +223,31 @@ def test_fake_class_option():
     with torch.no_grad(): fk = F.cross_entropy(nets.discriminator(nets.generator(x, c))[1], torch.full((4,), 3))
     assert abs(p1['loss_fk'] - fk.item()) < 1e-5 and abs(l1.item() - (l0.item() + 0.5 * fk.item())) < 1e-5 and 'loss_fk' not in p0
     with pytest.raises(ValueError, match='lambda_fake'): v1_d_loss(nets, cfg, x, torch.ones(4, 3), c)
+
+def test_copy_mask_option(tmp_path):
+    "g_copy (not in v1): G(x, c) = m x + (1 - m) tanh(o), m = sigmoid(logit + copy_init) from a 4th channel; lambda_copy adds "
+    "λ·mean(-log(1 - m)) over the translation and the way back; a price without the mask is refused; runs train, save and reopen."
+    from stargan_v2.v1 import v1_g_loss
+    from stargan_v2.translator import load_translator
+    x, c = torch.rand(4, 3, 16, 16) * 2 - 1, F.one_hot(torch.tensor([1, 2, 0, 2]), 3).float()
+    G = build_v1(V1Config.tiny(g_copy=True, copy_init=30.), with_d=False).generator
+    assert G.main[-2].out_channels == 4 and build_v1(V1Config.tiny(g_copy=False, lambda_copy=0.), with_d=False).generator.main[-2].out_channels == 3
+    with torch.no_grad(): G.main[-2].weight.mul_(1e-3)
+    assert torch.allclose(G(x, c), x, atol=1e-6)                            # m = sigmoid(30): the source, copied
+    G.copy_init = 0.; torch.nn.init.zeros_(G.main[-2].weight)
+    assert torch.allclose(G(x, c), 0.5 * x, atol=1e-6)                     # m = 0.5, o = tanh(0) = 0
+    cfg = V1Config.tiny(g_copy=True, lambda_copy=0.5); nets = build_v1(cfg)
+    torch.manual_seed(0); l1, p1 = v1_g_loss(nets, cfg, x, torch.tensor([0, 1, 2, 0]), F.one_hot(torch.tensor([0, 1, 2, 0]), 3).float(), torch.tensor([1, 2, 0, 2]), c)
+    torch.manual_seed(0); l0, p0 = v1_g_loss(nets, cfg.replace(lambda_copy=0.), x, torch.tensor([0, 1, 2, 0]), F.one_hot(torch.tensor([0, 1, 2, 0]), 3).float(), torch.tensor([1, 2, 0, 2]), c)
+    with torch.no_grad():
+        xf, lf = nets.generator.draw(x, c); _, lr = nets.generator.draw(xf, F.one_hot(torch.tensor([0, 1, 2, 0]), 3).float())
+        price = ((-torch.log1p(-torch.sigmoid(lf))).mean() + (-torch.log1p(-torch.sigmoid(lr))).mean()) / 2
+    assert abs(p1['loss_copy'] - price.item()) < 1e-4 and abs(l1.item() - (l0.item() + 0.5 * price.item())) < 1e-4 and 'loss_copy' not in p0
+    with pytest.raises(ValueError, match='set g_copy=True too'): V1Config.tiny(g_copy=False, lambda_copy=0.1)
+    with pytest.raises(ValueError, match='lambda_copy must be >= 0'): cfg.replace(lambda_copy=-1.)
+    assert not V1Config.official().g_copy and not V1Config.shapes_sa().g_copy and not V1Config.tiny_sa().g_copy
+    assert V1Config.shapes().g_copy and V1Config.shapes().lambda_copy > 0 and TINY.g_copy   # the preset, and CI's size of it
+    learn = _run(tmp_path/'r', TINY.replace(total_iters=2, save_every=2))
+    assert 'G/loss_copy' in learn.loss_log.hist
+    _, tr = load_translator(tmp_path/'r')
+    assert tr.generator.copy and torch.equal(tr(x, 0, 1), learn.make_translator()(x, 0, 1))
