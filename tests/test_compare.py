@@ -76,8 +76,8 @@ def test_rows_of_absent_lessons_are_skipped(root, monkeypatch):
 def test_scale_schedule_and_updates():
     from stargan_v2.v1 import V1Config
     from stargan_v2.discogan import DiscoConfig
-    c = C.scale_schedule(V1Config.shapes(), 4000)
-    assert (c.total_iters, c.decay_iters, c.lr_update_step, c.sample_every) == (4000, 2000, 20, 4000)
+    c = C.scale_schedule(V1Config.shapes(), 4000)   # half the preset's 8,000 iterations
+    assert (c.total_iters, c.decay_iters, c.lr_update_step, c.sample_every) == (4000, 1500, 15, 4000)
     assert C.scale_schedule(Config.shapes(), 2000).ds_iter == 2000
     d = DiscoConfig.shapes()
     assert C.LINEAGE['discogan'].g_updates(d, 3000) == 2000 and C.LINEAGE["stargan_v1"].g_updates(c, 4000) == 4000 // c.n_critic
